@@ -1,0 +1,180 @@
+"""One Dask client per distinct ``connection`` mapping, shared and ref-counted.
+
+A caikit runtime typically configures a trainer and an initializer with the same
+``connection``; both must talk to the cluster through one client (and one
+embedded LocalCluster), which is opened on the first ``acquire`` and closed on
+the last ``release``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import alog
+from distributed import Client, LocalCluster
+from distributed.security import Security
+from distributed.utils import import_term
+
+from .config import ConnectionConfig
+from .errors import DaskBackendError, DaskConfigError, error
+
+log = alog.use_channel("DASK-CONN")
+
+_LOCAL_DEFAULTS = {
+    "n_workers": 2,
+    "threads_per_worker": 1,
+    "processes": True,
+    "host": "127.0.0.1",
+    "dashboard_address": "127.0.0.1:0",
+}
+
+
+class DaskConnection:
+    """A lazily opened, shared handle on a Dask cluster."""
+
+    _shared: dict[str, DaskConnection] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, config: ConnectionConfig):
+        self.config = config
+        self._lock = threading.RLock()
+        self._users = 0
+        self._client: Client | None = None
+        self._cluster: Any = None
+        self._owns_client = False
+
+    @classmethod
+    def from_config(cls, mapping: Any) -> DaskConnection:
+        """The shared connection for this mapping (validated here, opened later)."""
+        config = (
+            mapping
+            if isinstance(mapping, ConnectionConfig)
+            else ConnectionConfig.from_mapping(mapping)
+        )
+        key = config.sharing_key()
+        with cls._shared_lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(config)
+            return cls._shared[key]
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def acquire(self) -> Client:
+        """Open (once) and count a user; pair every call with ``release``."""
+        with self._lock:
+            client = self.client
+            self._users += 1
+            return client
+
+    def release(self) -> None:
+        """Drop a user; the last one closes what this connection opened."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0:
+                self.close()
+
+    def close(self) -> None:
+        """Close the client and any cluster this connection started (never a borrowed one)."""
+        with self._lock:
+            client, cluster, owned = self._client, self._cluster, self._owns_client
+            self._client, self._cluster, self._owns_client = None, None, False
+        if client is not None and owned:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._client is not None and self._client.status not in ("closed", "closing")
+
+    @property
+    def client(self) -> Client:
+        """The client, opened on first use (a closed borrowed client is looked up again)."""
+        with self._lock:
+            if not self.is_open:
+                self._client, self._cluster, self._owns_client = self._open()
+            return self._client
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return self._client.dashboard_link if self._client is not None else None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _open(self) -> tuple[Client, Any, bool]:
+        config = self.config
+        if config.address or config.scheduler_file:
+            return self._connect(config.address, scheduler_file=config.scheduler_file), None, True
+        if config.cluster is not None:
+            cluster = self._build_cluster()
+            return self._connect(cluster), cluster, True
+        if config.use_current_client:
+            try:
+                current = Client.current(allow_global=True)
+            except ValueError:
+                current = None
+            if current is not None and current.status == "running":
+                log.info("Using the current Dask client at %s", current.scheduler.address)
+                return current, None, False
+        local_kwargs = {**_LOCAL_DEFAULTS, **config.local}
+        log.info("Starting an embedded LocalCluster with %s", local_kwargs)
+        cluster = LocalCluster(**local_kwargs)
+        return self._connect(cluster), cluster, True
+
+    def _security(self) -> Security | None:
+        if not self.config.security:
+            return None
+        return Security(**self.config.security)
+
+    def _connect(self, target: Any, scheduler_file: str | None = None) -> Client:
+        kwargs: dict[str, Any] = {
+            "timeout": self.config.timeout,
+            "set_as_default": False,
+            "direct_to_workers": self.config.direct_to_workers,
+        }
+        security = self._security()
+        if security is not None:
+            kwargs["security"] = security
+        where = scheduler_file or getattr(target, "scheduler_address", target)
+        try:
+            return Client(target, scheduler_file=scheduler_file, **kwargs)
+        except (OSError, TimeoutError) as err:
+            error(
+                "<DSK10000002E>",
+                DaskBackendError(
+                    f"Could not reach the Dask scheduler at {where} within "
+                    f"{self.config.timeout:g}s ({type(err).__name__}: {err}). Check that the "
+                    "scheduler is running and that connection.address / scheduler_file "
+                    "and connection.security are right."
+                ),
+            )
+            raise  # unreachable: error() raises
+
+    def _build_cluster(self) -> Any:
+        spec = self.config.cluster
+        try:
+            cluster_class = import_term(spec.class_path)
+        except (ImportError, AttributeError) as err:
+            error(
+                "<DSK10000003E>",
+                DaskConfigError(
+                    f"Invalid config connection.cluster.class: cannot import "
+                    f"{spec.class_path!r} ({err}). Install the package that provides it "
+                    "(e.g. caikit-dask[kubernetes] for dask_kubernetes)."
+                ),
+            )
+        if spec.class_path.startswith("dask_kubernetes"):
+            from .kubernetes import build_kube_cluster
+
+            cluster = build_kube_cluster(cluster_class, dict(spec.kwargs))
+        else:
+            cluster = cluster_class(**spec.kwargs)
+        if spec.adapt is not None:
+            cluster.adapt(**spec.adapt)
+        return cluster
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        where = self._client.scheduler.address if self.is_open else "not connected"
+        return f"<DaskConnection {state} {where} users={self._users}>"

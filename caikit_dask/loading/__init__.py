@@ -1,0 +1,1 @@
+"""Loading models into Dask actors and serving them through proxy modules."""

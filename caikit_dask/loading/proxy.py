@@ -1,0 +1,189 @@
+"""Proxy modules: what the caller holds instead of the model.
+
+For each module class a ``ModuleBase`` subclass is generated with the same
+MODULE_ID, name, version, tasks and inference signatures, so caikit (and
+``caikit.runtime``) treat it as the module; every task method forwards to the
+model's actors. The proxy holds no weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import html
+import threading
+from typing import Any
+
+from caikit.core.data_model import DataStream
+from caikit.core.modules import ModuleBase
+from caikit.core.registries import module_registry
+
+from ..errors import error
+from ..local_backend import resolve_model_config
+from .context import ForwardedContext
+from .placement import ModelSource
+from .replicas import ReplicaSet
+
+_CLASS_ATTRIBUTES = (
+    "MODULE_ID",
+    "MODULE_NAME",
+    "MODULE_VERSION",
+    "MODULE_CLASS",
+    "PRODUCER_ID",
+    "RUN_SIGNATURE",
+    "TRAIN_SIGNATURE",
+    "_TASK_CLASSES",
+    "_TASK_INFERENCE_SIGNATURES",
+    "SUPPORTED_LOAD_BACKENDS",
+)
+
+
+class DaskModelProxy(ModuleBase):
+    """Base of the generated proxy classes; see ``proxy_class_for``."""
+
+    BACKEND_TYPE = "DASK"
+    module_class: type[ModuleBase]
+
+    def __init__(self, replicas: ReplicaSet, model_path: str):
+        super().__init__()
+        self._replicas = replicas
+        self.model_path = model_path
+
+    def _forward(self, method: str, args: tuple, kwargs: dict, output_streaming: bool) -> Any:
+        if self._replicas.closed:
+            error(
+                "<DSK60000001E>",
+                RuntimeError(
+                    f"{type(self).__name__} for {self.model_path} was closed; "
+                    "load the model again to call it"
+                ),
+            )
+        args = tuple(_sendable(value) for value in args)
+        kwargs = {name: _sendable(value) for name, value in kwargs.items()}
+        if output_streaming:
+            replicas = self._replicas
+            return DataStream(lambda: replicas.stream(method, args, kwargs))
+        return self._replicas.call(method, args, kwargs)
+
+    def close(self) -> None:
+        """Release the actors now (also done when the proxy is garbage-collected)."""
+        self._replicas.close()
+
+    def __del__(self) -> None:
+        replicas = getattr(self, "_replicas", None)
+        if replicas is not None and not replicas.closed:
+            with contextlib.suppress(Exception):  # interpreter or client shutting down
+                replicas.close()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        error(
+            "<DSK60000002E>",
+            NotImplementedError(
+                f"A DASK-loaded model lives on the workers; save it from its source "
+                f"path {self.model_path} instead of through the proxy"
+            ),
+        )
+
+    @property
+    def replicas(self) -> list[dict[str, Any]]:
+        """Where the model's actors live (worker, key, outstanding calls)."""
+        return self._replicas.describe()
+
+    def __repr__(self) -> str:
+        where = ", ".join(r["worker"] for r in self.replicas) or "no live replicas"
+        state = "closed" if self._replicas.closed else f"{len(self.replicas)} replica(s)"
+        return (
+            f"<{type(self).__name__} {self.MODULE_NAME} ({self.MODULE_ID}) {state} on [{where}] "
+            f"from {self.model_path}>"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(r['worker'])}</td><td>{html.escape(str(r['key']))}</td>"
+            f"<td>{r['outstanding']}</td><td>{'live' if r['alive'] else 'lost'}</td></tr>"
+            for r in self.replicas
+        )
+        dashboard = self._replicas.client.dashboard_link
+        return (
+            f"<div><strong>{html.escape(self.MODULE_NAME)}</strong> "
+            f"<code>{html.escape(self.MODULE_ID)}</code> served from Dask actors "
+            f"({'closed' if self._replicas.closed else f'{len(self.replicas)} replica(s)'})"
+            f"<br>model: <code>{html.escape(str(self.model_path))}</code>"
+            + (f' &middot; <a href="{html.escape(dashboard)}">dashboard</a>' if dashboard else "")
+            + "<table><tr><th>worker</th><th>actor</th><th>outstanding</th><th>state</th></tr>"
+            f"{rows}</table></div>"
+        )
+
+
+def _sendable(value: Any) -> Any:
+    """Make an argument cross to a worker: collect input streams, replace runtime contexts."""
+    if isinstance(value, DataStream):
+        return DataStream.from_iterable(list(value))
+    if value is not None and type(value).__module__.split(".")[0] in (
+        "grpc",
+        "starlette",
+        "fastapi",
+    ):
+        return ForwardedContext.from_runtime(value)
+    return value
+
+
+_proxy_classes: dict[type, type] = {}
+_proxy_classes_lock = threading.Lock()
+
+
+def proxy_class_for(module_class: type[ModuleBase]) -> type[DaskModelProxy]:
+    """The (cached) proxy class mirroring ``module_class``'s identity and task methods."""
+    with _proxy_classes_lock:
+        if module_class in _proxy_classes:
+            return _proxy_classes[module_class]
+        attributes: dict[str, Any] = {
+            name: getattr(module_class, name) for name in _CLASS_ATTRIBUTES
+        }
+        attributes["module_class"] = module_class
+        attributes["__doc__"] = f"Dask proxy of {module_class.__qualname__}: calls go to actors."
+        methods = {"run": (False, False)}
+        for flavours in module_class._TASK_INFERENCE_SIGNATURES.values():
+            for input_streaming, output_streaming, signature in flavours:
+                methods[signature.method_name] = (input_streaming, output_streaming)
+        for name, (_, output_streaming) in methods.items():
+            original = getattr(module_class, name, None)
+            if original is None or original is ModuleBase.run:
+                continue
+            attributes[name] = _forwarder(name, original, output_streaming)
+        proxy_class = type(f"Dask{module_class.__name__}", (DaskModelProxy,), attributes)
+        proxy_class.__module__ = __name__
+        _proxy_classes[module_class] = proxy_class
+        return proxy_class
+
+
+def _forwarder(name: str, original: Any, output_streaming: bool) -> Any:
+    @functools.wraps(original)
+    def forward(self: DaskModelProxy, *args: Any, **kwargs: Any) -> Any:
+        return self._forward(name, args, kwargs, output_streaming)
+
+    return forward
+
+
+def load_proxy(backend: Any, model_path: Any, *args: Any, **kwargs: Any) -> DaskModelProxy | None:
+    """Load ``model_path`` into actors on the backend's cluster and return its proxy."""
+    settings = backend.settings
+    config = resolve_model_config(model_path)
+    path = getattr(config, "model_path", None) or str(model_path)
+    module_class = module_registry().get(config.module_id)
+    if module_class is None:
+        return None
+    from ..resources import submit_options
+
+    resources = submit_options(settings.resources).get("resources", {})
+    replicas = ReplicaSet(
+        backend.client,
+        ModelSource(path),
+        module_class.MODULE_ID,
+        settings.replicas,
+        resources,
+        settings.call_timeout,
+        settings.health_check_period,
+    )
+    replicas.start()
+    return proxy_class_for(module_class)(replicas, path)

@@ -1,0 +1,339 @@
+"""A model's actors: routing, health checks and replacement after worker death.
+
+Calls go to the live replica with the fewest outstanding calls. A periodic
+health check (as Ray Serve does) compares replica workers with the scheduler's
+worker list; a replica is replaced only on definite death (its worker is gone,
+or the actor stops answering pings), never on a slow call. A call that failed
+because its replica died is retried on another replica: inference calls are
+taken to be free of side effects. Every call returns or raises within
+``call_timeout``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from distributed import Client, Future
+from distributed.comm.core import CommClosedError
+
+from ..errors import DaskBackendError, log
+from .placement import ModelSource, choose_workers, forget_placement, start_actor
+
+_TRANSPORT_ERRORS = (OSError, CommClosedError, RuntimeError)
+
+
+class Replica:
+    """One actor and what routing needs to know about it."""
+
+    def __init__(self, future: Future, actor: Any, worker: str):
+        self.future, self.actor, self.worker = future, actor, worker
+        self.outstanding = 0
+        self.alive = True
+        self.pid: int | None = None
+
+    def release(self) -> None:
+        self.alive = False
+        self.actor = None
+        self.future.release()
+
+
+class ReplicaSet:
+    """N actors holding one model, kept at N while workers come and go."""
+
+    def __init__(
+        self,
+        client: Client,
+        source: ModelSource,
+        module_id: str,
+        count: int,
+        resources: dict[str, float],
+        call_timeout: float,
+        health_check_period: float,
+    ):
+        self.client, self.source, self.module_id = client, source, module_id
+        self.count, self.resources = count, dict(resources)
+        self.call_timeout, self.health_check_period = call_timeout, health_check_period
+        self.replicas: list[Replica] = []
+        self.replacements = 0
+        self._changed = threading.Condition()
+        self._closed = threading.Event()
+        self._repairing = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Place all replicas (in parallel) or fail, releasing whatever was placed."""
+        workers = choose_workers(self.client, self.count, self.resources)
+        if len(workers) < self.count:
+            log.warning(
+                "<DSK50000010W>",
+                "Only %d of %d replicas of %s fit the cluster's free resources %s",
+                len(workers),
+                self.count,
+                self.module_id,
+                self.resources,
+            )
+        try:
+            self._place(workers)
+        except BaseException:
+            self.close()
+            raise
+        _HealthChecker.watch(self)
+
+    def _place(self, workers: list[str]) -> None:
+        results: list[Any] = [None] * len(workers)
+
+        def place(index: int, worker: str) -> None:
+            try:
+                source = self.source.for_worker(self.client, worker)
+                future, actor = start_actor(
+                    self.client, source, worker, self.resources, self.module_id, self.call_timeout
+                )
+                results[index] = Replica(future, actor, worker)
+            except BaseException as err:  # noqa: BLE001 - re-raised below
+                results[index] = err
+
+        threads = [threading.Thread(target=place, args=item) for item in enumerate(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        placed = [r for r in results if isinstance(r, Replica)]
+        with self._changed:
+            self.replicas.extend(placed)
+            self._changed.notify_all()
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
+
+    def close(self) -> None:
+        """Release every actor; the workers drop the model."""
+        self._closed.set()
+        with self._changed:
+            replicas, self.replicas = self.replicas, []
+            self._changed.notify_all()
+        for replica in replicas:
+            forget_placement(self.client, replica.worker, replica.future.key)
+            replica.release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _acquire(self, deadline: float, avoid: set[int]) -> Replica:
+        with self._changed:
+            while True:
+                if self.closed:
+                    raise DaskBackendError(
+                        f"Model {self.module_id} was closed; load it again to call it"
+                    )
+                live = [r for r in self.replicas if r.alive and id(r) not in avoid]
+                live = live or [r for r in self.replicas if r.alive]
+                if live:
+                    replica = min(live, key=lambda r: r.outstanding)
+                    replica.outstanding += 1
+                    return replica
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"No live replica of {self.module_id} within call_timeout="
+                        f"{self.call_timeout:g}s: its workers died and no replacement could "
+                        "be placed yet. Check the cluster's workers and resources."
+                    )
+                self._changed.wait(remaining)
+
+    def _done(self, replica: Replica) -> None:
+        with self._changed:
+            replica.outstanding -= 1
+
+    def call(self, method: str, args: tuple, kwargs: dict) -> Any:
+        """Run ``method`` on a replica; retried elsewhere only if its replica died."""
+        return self._with_retry(
+            lambda actor, remaining: actor.call(method, args, kwargs).result(timeout=remaining),
+            method,
+        )
+
+    def _with_retry(self, run: Any, method: str) -> Any:
+        deadline = time.monotonic() + self.call_timeout
+        tried: set[int] = set()
+        while True:
+            replica = self._acquire(deadline, tried)
+            actor = replica.actor
+            try:
+                if actor is None:
+                    raise CommClosedError("replica released")
+                return run(actor, max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{self.module_id}.{method} did not return within call_timeout="
+                    f"{self.call_timeout:g}s (replica on {replica.worker})"
+                ) from None
+            except _TRANSPORT_ERRORS as err:
+                if not self._is_dead(replica, err):
+                    raise
+                tried.add(id(replica))
+                log.warning(
+                    "<DSK50000011W>",
+                    "Replica of %s on %s died during %s; retrying on another replica",
+                    self.module_id,
+                    replica.worker,
+                    method,
+                )
+                self._replace(replica)
+            finally:
+                self._done(replica)
+
+    def stream(self, method: str, args: tuple, kwargs: dict) -> Iterator[Any]:
+        """Pull an output stream from a replica in growing chunks, lazily."""
+        opened = self._with_retry(
+            lambda actor, remaining: (
+                actor,
+                *actor.open_stream(method, args, kwargs, 1).result(timeout=remaining),
+            ),
+            method,
+        )
+        actor, stream_id, items, done = opened
+        size = 8
+        try:
+            yield from items
+            while not done:
+                items, done = actor.next_chunk(stream_id, size).result(timeout=self.call_timeout)
+                size = min(size * 2, 256)
+                yield from items
+        finally:
+            if not done:
+                try:
+                    actor.close_stream(stream_id)
+                except Exception as err:  # noqa: BLE001 - the replica may be gone
+                    log.debug("Could not close stream %s: %s", stream_id, err)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _is_dead(self, replica: Replica, err: BaseException | None = None) -> bool:
+        """Definite death: the worker left the scheduler or the actor can't be reached."""
+        if not replica.alive or replica.actor is None:
+            return True
+        message = str(err).lower()
+        if (
+            isinstance(err, RuntimeError)
+            and not isinstance(err, OSError)
+            and "lost" not in message
+            and "actor" not in message
+        ):
+            return False
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        if replica.worker not in workers:
+            return True
+        try:
+            replica.actor.ping().result(timeout=min(5.0, self.call_timeout))
+        except Exception:  # noqa: BLE001 - unreachable is what we are testing for
+            return True
+        return False
+
+    def _replace(self, replica: Replica) -> None:
+        """Mark a dead replica, and place a new one in the background."""
+        with self._changed:
+            if not replica.alive:
+                return
+            replica.alive = False
+            self.replicas = [r for r in self.replicas if r is not replica]
+        forget_placement(self.client, replica.worker, replica.future.key)
+        replica.future.release()
+        self.replacements += 1
+        threading.Thread(target=self.repair, name="caikit-dask-repair", daemon=True).start()
+
+    def repair(self) -> None:
+        """Bring the set back to ``count`` replicas, avoiding workers already used."""
+        if not self._repairing.acquire(blocking=False):
+            return
+        try:
+            while not self.closed:
+                missing = self.count - len([r for r in self.replicas if r.alive])
+                if missing <= 0:
+                    return
+                used = {r.worker for r in self.replicas if r.alive}
+                try:
+                    workers = choose_workers(self.client, missing, self.resources, exclude=used)
+                except Exception:  # noqa: BLE001 - no other worker: share one
+                    try:
+                        workers = choose_workers(self.client, missing, self.resources)
+                    except Exception as err:  # noqa: BLE001 - nowhere at all yet
+                        log.warning(
+                            "<DSK50000012W>", "Cannot re-place %s yet: %s", self.module_id, err
+                        )
+                        self._closed.wait(self.health_check_period)
+                        continue
+                try:
+                    self._place(workers)
+                except Exception as err:  # noqa: BLE001 - try again next period
+                    log.warning("<DSK50000013W>", "Re-placing %s failed: %s", self.module_id, err)
+                    self._closed.wait(self.health_check_period)
+                if self.closed:
+                    self.close()
+        finally:
+            self._repairing.release()
+
+    def check(self) -> None:
+        """One health check: replace replicas whose worker is gone."""
+        if self.closed:
+            return
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception as err:  # noqa: BLE001 - scheduler away: nothing is definite
+            log.debug("Health check of %s skipped: %s", self.module_id, err)
+            return
+        for replica in list(self.replicas):
+            if replica.alive and replica.worker not in workers:
+                self._replace(replica)
+        if len([r for r in self.replicas if r.alive]) < self.count:
+            threading.Thread(target=self.repair, daemon=True).start()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "worker": r.worker,
+                "key": r.future.key,
+                "outstanding": r.outstanding,
+                "alive": r.alive,
+            }
+            for r in self.replicas
+        ]
+
+
+class _HealthChecker:
+    """One daemon thread checking every live replica set; holds them weakly."""
+
+    _sets: weakref.WeakSet[ReplicaSet] = weakref.WeakSet()
+    _thread: threading.Thread | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def watch(cls, replica_set: ReplicaSet) -> None:
+        with cls._lock:
+            cls._sets.add(replica_set)
+            if cls._thread is None or not cls._thread.is_alive():
+                cls._thread = threading.Thread(
+                    target=cls._run, name="caikit-dask-health", daemon=True
+                )
+                cls._thread.start()
+
+    @classmethod
+    def _run(cls) -> None:
+        next_due: dict[int, float] = {}
+        while True:
+            now = time.monotonic()
+            for replica_set in list(cls._sets):
+                if replica_set.closed:
+                    cls._sets.discard(replica_set)
+                    continue
+                if next_due.get(id(replica_set), 0) <= now:
+                    replica_set.check()
+                    next_due[id(replica_set)] = now + replica_set.health_check_period
+                del replica_set
+            time.sleep(0.2)

@@ -1,0 +1,56 @@
+"""The LOCAL backend recast as both ADR 018 shared backends, in-process.
+
+It is the reference the Dask backend is held to: one contract suite runs against both.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from caikit.core.modules import ModuleBase, ModuleConfig
+from caikit.core.registries import module_registry
+
+from .errors import error
+from .shared_backends import SharedLoadBackend, SharedTrainBackend
+
+
+class LocalSharedBackend(SharedTrainBackend, SharedLoadBackend):
+    """Train and load in the calling process."""
+
+    backend_type = "LOCAL_SHARED"
+
+    def register_config(self, config: dict) -> None:
+        self.config = {**self.config, **config}
+
+    def start(self) -> None:
+        self._started = True
+
+    def stop(self) -> None:
+        self._started = False
+
+    def train(self, module_class: type[ModuleBase], *args: Any, **kwargs: Any) -> ModuleBase:
+        return module_class.train(*args, **kwargs)
+
+    def load(self, model_path: Any, *args: Any, **kwargs: Any) -> ModuleBase | None:
+        model_config = resolve_model_config(model_path)
+        module_class = module_registry().get(model_config.module_id)
+        if module_class is None:
+            return None
+        return module_class.load(model_config, *args, **kwargs)
+
+
+def resolve_model_config(model_path: Any) -> ModuleConfig:
+    """A ModuleConfig from a path or a ModuleConfig, with a clear error when it isn't a model."""
+    if isinstance(model_path, ModuleConfig):
+        return model_path
+    error.type_check("<DSK20000001E>", str, os.PathLike, model_path=model_path)
+    path = os.fspath(model_path)
+    error.value_check(
+        "<DSK20000002E>",
+        os.path.isdir(path) and os.path.exists(os.path.join(path, "config.yml")),
+        "No caikit model at {}: expected a directory with a config.yml. "
+        "Check the path, or save the model there first.",
+        path,
+    )
+    return ModuleConfig.load(path)

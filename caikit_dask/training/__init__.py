@@ -1,0 +1,1 @@
+"""Training on Dask: the worker-side task, client-side monitoring and the handle."""

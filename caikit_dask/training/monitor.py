@@ -1,0 +1,82 @@
+"""Client-side listener that turns scheduler events into training state.
+
+One monitor per client subscribes to the training topics and to the scheduler's
+worker-removal events, so status changes reach ``get_info``/``wait`` as they
+happen, without polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from distributed import Client
+
+from . import events
+
+if TYPE_CHECKING:
+    from .handle import DaskTraining
+
+log = logging.getLogger("caikit_dask.training")
+
+
+class TrainingMonitor:
+    """Routes events for the trainings this process follows to their handles."""
+
+    _monitors: dict[int, TrainingMonitor] = {}
+    _monitors_lock = threading.Lock()
+
+    def __init__(self, client: Client):
+        self._trainings: weakref.WeakValueDictionary[str, DaskTraining] = (
+            weakref.WeakValueDictionary()
+        )
+        client.subscribe_topic(events.STATE_TOPIC, self._on_state)
+        client.subscribe_topic(events.LOG_TOPIC, self._on_log)
+        client.subscribe_topic("all", self._on_cluster_event)
+
+    @classmethod
+    def for_client(cls, client: Client) -> TrainingMonitor:
+        with cls._monitors_lock:
+            monitor = cls._monitors.get(id(client))
+            if monitor is None or monitor._client_ref() is not client:
+                monitor = cls(client)
+                monitor._client_ref = weakref.ref(client)
+                cls._monitors[id(client)] = monitor
+            return monitor
+
+    def follow(self, training: DaskTraining) -> None:
+        self._trainings[training.id] = training
+
+    def forget(self, training_id: str) -> None:
+        self._trainings.pop(training_id, None)
+
+    # -- handlers (run on the client's event loop: never block here) -----------------------
+
+    def _on_state(self, event: tuple[float, dict[str, Any]]) -> None:
+        _, msg = event
+        training = self._trainings.get(msg.get("id"))
+        if training is not None:
+            training.apply_event(msg)
+
+    def _on_log(self, event: tuple[float, dict[str, Any]]) -> None:
+        _, msg = event
+        if msg.get("id") not in self._trainings:
+            return
+        logging.getLogger(msg.get("name") or "caikit_dask.training").log(
+            msg.get("level", logging.INFO),
+            "[training %s on %s] %s",
+            msg.get("id"),
+            msg.get("worker"),
+            msg.get("msg"),
+        )
+
+    def _on_cluster_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        _, msg = event
+        if msg.get("action") != "remove-worker":
+            return
+        lost = set(msg.get("processing-tasks") or ())
+        for training in list(self._trainings.values()):
+            if training.key in lost:
+                training.on_worker_lost(msg.get("worker"))
