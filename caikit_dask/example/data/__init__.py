@@ -1,0 +1,1 @@
+"""Bundled training data (a package so setuptools ships the CSV as package data)."""
