@@ -58,6 +58,14 @@ class DaskConnection:
                 cls._shared[key] = cls(config)
             return cls._shared[key]
 
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every shared connection (at interpreter exit, or between test sessions)."""
+        with cls._shared_lock:
+            connections, cls._shared = list(cls._shared.values()), {}
+        for connection in connections:
+            connection.close()
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def acquire(self) -> Client:

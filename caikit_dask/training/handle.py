@@ -180,6 +180,8 @@ class DaskTraining:
 
     def apply_event(self, msg: dict[str, Any]) -> None:
         """Fold one scheduler event about this training into its state."""
+        if msg.get("key", self.key) != self.key:
+            return  # an earlier training that reused this id
         state = msg.get("state")
         with self._lock:
             if state == events.RUNNING:
@@ -228,6 +230,7 @@ class DaskTraining:
                 events.STATE_TOPIC,
                 {
                     "id": self.id,
+                    "key": self.key,
                     "state": events.CANCELED if outcome is JobStatus.CANCELED else events.ERRORED,
                     "time": self.completion_time,
                     "error": str(reason) if reason else None,

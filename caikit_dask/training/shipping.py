@@ -11,9 +11,14 @@ import cloudpickle
 from caikit.core.modules import ModuleBase
 
 
-def _from_archive(archive: bytes) -> ModuleBase:
+def _from_archive(archive: bytes, library: str | None = None) -> ModuleBase:
+    """Load a shipped model, importing its library first so its module is registered."""
+    import importlib
+
     import caikit.core
 
+    if library:
+        importlib.import_module(library)
     return caikit.core.load(archive)
 
 
@@ -25,6 +30,6 @@ class ShippedModel:
 
     def __reduce__(self):
         try:
-            return _from_archive, (self.model.as_bytes(),)
+            return _from_archive, (self.model.as_bytes(), type(self.model).__module__)
         except NotImplementedError:
             return cloudpickle.loads, (cloudpickle.dumps(self.model),)

@@ -69,11 +69,18 @@ def run_training(
 ) -> ShippedModel:
     """The Dask task: train (and save), reporting state, stoppable by ``cancel_on_worker``."""
     worker = get_worker()
+    key = worker.get_current_task()
 
     def emit(state: str, **extra: Any) -> None:
         worker.log_event(
             events.STATE_TOPIC,
-            {"id": training_id, "state": state, "time": time.time(), "worker": worker.address}
+            {
+                "id": training_id,
+                "key": key,
+                "state": state,
+                "time": time.time(),
+                "worker": worker.address,
+            }
             | extra,
         )
 

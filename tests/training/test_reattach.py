@@ -1,0 +1,80 @@
+"""A training outlives its client: another process finds it by id; retention purges it."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from caikit.core.data_model import JobStatus
+from caikit.core.exceptions.caikit_core_exception import (
+    CaikitCoreException,
+    CaikitCoreStatusCode,
+)
+from conftest import poll
+
+from caikit_dask import DaskModelTrainer
+from caikit_dask.example import TextClassifier
+
+READ_STATUS = textwrap.dedent(
+    """
+    import json, sys
+    from caikit_dask import DaskModelTrainer
+    trainer = DaskModelTrainer({"connection": {"address": sys.argv[1]}}, "default")
+    future = trainer.get_model_future(sys.argv[2])
+    info = future.get_info()
+    if sys.argv[3] == "wait":
+        future.wait()
+        info = future.get_info()
+        model = future.load()
+        print(json.dumps({"status": info.status.name, "label": model.run("lovely").label}))
+    else:
+        print(json.dumps({"status": info.status.name, "worker": future.training.worker}))
+    """
+)
+
+
+def _other_process(address, training_id, mode):
+    result = subprocess.run(
+        [sys.executable, "-c", READ_STATUS, address, training_id, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_another_process_sees_a_running_training_and_its_result(local_cluster, connection):
+    trainer = DaskModelTrainer({"connection": connection}, "default")
+    future = trainer.train(TextClassifier, epochs=60, sleep_per_epoch=0.05)
+    poll(lambda: future.get_info().status is JobStatus.RUNNING, 30, what="running")
+    seen = _other_process(local_cluster.scheduler_address, future.id, "status")
+    assert seen == {"status": "RUNNING", "worker": future.training.worker}
+    finished = _other_process(local_cluster.scheduler_address, future.id, "wait")
+    assert finished["status"] == "COMPLETED"
+    assert finished["label"] == future.load().run("lovely").label
+
+
+def test_unknown_training_id_is_not_found(connection):
+    trainer = DaskModelTrainer({"connection": connection}, "default")
+    with pytest.raises(CaikitCoreException) as caught:
+        trainer.get_model_future("no-such-training")
+    assert caught.value.status_code is CaikitCoreStatusCode.NOT_FOUND
+
+
+def test_retention_purges_finished_trainings_and_their_results(connection, tmp_path):
+    trainer = DaskModelTrainer({"connection": connection, "retention_duration": "1s"}, "retain")
+    future = trainer.train(TextClassifier, epochs=2, save_path=str(tmp_path / "out"))
+    future.wait()
+    assert (tmp_path / "out" / "config.yml").exists()
+
+    def purged():
+        try:
+            trainer.get_model_future(future.id)
+        except CaikitCoreException as err:
+            return err.status_code is CaikitCoreStatusCode.NOT_FOUND
+        return False
+
+    poll(purged, 10, interval=0.2, what="the training to be purged")
+    assert not (tmp_path / "out").exists()
