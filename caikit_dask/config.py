@@ -53,11 +53,21 @@ def _as_plain(value: Any) -> Any:
     return value
 
 
-def _check_keys(path: str, mapping: Any, allowed: set[str]) -> dict:
+# caikit merges its LOCAL defaults into the ``default`` trainer/initializer entry, so
+# a ``type: DASK`` default arrives carrying these; they mean nothing to DASK.
+CAIKIT_LOCAL_DEFAULT_KEYS = frozenset(
+    {"use_subprocess", "subprocess_start_method", "backend_priority"}
+)
+
+
+def _check_keys(
+    path: str, mapping: Any, allowed: set[str], inherited: frozenset = frozenset()
+) -> dict:
     if mapping is None:
         return {}
     if not isinstance(mapping, Mapping):
         _fail(path, f"expected a mapping, got {type(mapping).__name__}", "Give a mapping.")
+    mapping = {key: value for key, value in mapping.items() if key not in inherited}
     unknown = sorted(set(mapping) - allowed)
     if unknown:
         _fail(
@@ -258,7 +268,7 @@ class BackendConfig:
     ) -> BackendConfig:
         if isinstance(mapping, BackendConfig):
             return mapping
-        raw = _check_keys(path, mapping or {}, set(allowed))
+        raw = _check_keys(path, mapping or {}, set(allowed), CAIKIT_LOCAL_DEFAULT_KEYS)
         module_resources = _typed(
             f"{path}.module_resources", raw.get("module_resources"), (dict,), {}
         )

@@ -76,9 +76,10 @@ def observer(local_cluster):
         yield client
 
 
-def actors_on_workers(client: Client) -> int:
-    counts = client.run(lambda dask_worker: len(dask_worker.state.actors))
-    return sum(counts.values())
+def actor_keys_on_workers(client: Client) -> set[str]:
+    """Keys of every actor instance the workers hold right now."""
+    keys = client.run(lambda dask_worker: [str(key) for key in dask_worker.state.actors])
+    return {key for worker_keys in keys.values() for key in worker_keys}
 
 
 class ProcessCluster:
@@ -191,4 +192,4 @@ def collect_garbage():
     gc.collect()
 
 
-__all__ = ["caikit_dask", "poll", "actors_on_workers", "ProcessCluster"]
+__all__ = ["caikit_dask", "poll", "actor_keys_on_workers", "ProcessCluster"]

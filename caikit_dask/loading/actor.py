@@ -9,6 +9,7 @@ Output streams stay on the worker and are pulled in chunks by the proxy.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import itertools
 import os
@@ -22,8 +23,16 @@ from ..local_backend import LocalSharedBackend
 _END = object()
 
 
-def _load_model(source: str | bytes) -> Any:
+def _load_model(source: str | bytes, library: str | None) -> Any:
     """Load from a path the worker sees, or from a zipped model sent by the caller."""
+    if library:
+        try:
+            importlib.import_module(library)
+        except ImportError as err:
+            raise ImportError(
+                f"The module's library {library!r} is not importable on this worker ({err}). "
+                "Install it in the workers' environment or ship it with client.upload_file()."
+            ) from err
     backend = LocalSharedBackend()
     if isinstance(source, (bytes, bytearray)):
         with tempfile.TemporaryDirectory(prefix="caikit-dask-model-") as tmp:
@@ -47,8 +56,8 @@ def _model_root(directory: str) -> str:
 class ModelActor:
     """Owns the model; every proxy call lands in ``call`` or the stream methods."""
 
-    def __init__(self, source: str | bytes, max_concurrency: int = 4):
-        self.model = _load_model(source)
+    def __init__(self, source: str | bytes, library: str | None = None, max_concurrency: int = 4):
+        self.model = _load_model(source, library)
         self.module_id = self.model.MODULE_ID
         self._executor = ThreadPoolExecutor(
             max_workers=max_concurrency, thread_name_prefix="caikit-dask-model"

@@ -140,6 +140,7 @@ def start_actor(
     resources: dict[str, float],
     module_id: str,
     timeout: float,
+    library: str | None = None,
 ) -> tuple[Future, Any]:
     """Construct a ModelActor on ``worker``; raises the load error within ``timeout``."""
     from .actor import ModelActor
@@ -148,7 +149,7 @@ def start_actor(
     options: dict[str, Any] = {"workers": [worker], "allow_other_workers": False}
     if resources:
         options["resources"] = resources
-    future = client.submit(ModelActor, source, key=key, actor=True, pure=False, **options)
+    future = client.submit(ModelActor, source, library, key=key, actor=True, pure=False, **options)
     try:
         # The Actor handle binds to the *current* client; ours is deliberately not the default.
         with client.as_current():

@@ -184,6 +184,7 @@ def load_proxy(backend: Any, model_path: Any, *args: Any, **kwargs: Any) -> Dask
         resources,
         settings.call_timeout,
         settings.health_check_period,
+        library=module_class.__module__,
     )
     replicas.start()
     return proxy_class_for(module_class)(replicas, path)

@@ -32,6 +32,7 @@ class Replica:
     def __init__(self, future: Future, actor: Any, worker: str):
         self.future, self.actor, self.worker = future, actor, worker
         self.outstanding = 0
+        self.last_used = 0
         self.alive = True
         self.pid: int | None = None
 
@@ -53,8 +54,10 @@ class ReplicaSet:
         resources: dict[str, float],
         call_timeout: float,
         health_check_period: float,
+        library: str | None = None,
     ):
         self.client, self.source, self.module_id = client, source, module_id
+        self.library = library
         self.count, self.resources = count, dict(resources)
         self.call_timeout, self.health_check_period = call_timeout, health_check_period
         self.replicas: list[Replica] = []
@@ -62,6 +65,7 @@ class ReplicaSet:
         self._changed = threading.Condition()
         self._closed = threading.Event()
         self._repairing = threading.Lock()
+        self._calls = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -91,7 +95,13 @@ class ReplicaSet:
             try:
                 source = self.source.for_worker(self.client, worker)
                 future, actor = start_actor(
-                    self.client, source, worker, self.resources, self.module_id, self.call_timeout
+                    self.client,
+                    source,
+                    worker,
+                    self.resources,
+                    self.module_id,
+                    self.call_timeout,
+                    self.library,
                 )
                 results[index] = Replica(future, actor, worker)
             except BaseException as err:  # noqa: BLE001 - re-raised below
@@ -136,8 +146,11 @@ class ReplicaSet:
                 live = [r for r in self.replicas if r.alive and id(r) not in avoid]
                 live = live or [r for r in self.replicas if r.alive]
                 if live:
-                    replica = min(live, key=lambda r: r.outstanding)
+                    # Fewest outstanding calls; ties go to the least recently used.
+                    replica = min(live, key=lambda r: (r.outstanding, r.last_used))
                     replica.outstanding += 1
+                    self._calls += 1
+                    replica.last_used = self._calls
                     return replica
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

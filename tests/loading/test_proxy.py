@@ -1,0 +1,204 @@
+"""A model loaded into actors answers through a proxy that caikit treats as the module."""
+
+import gc
+import threading
+
+import pytest
+from caikit.core import ModuleBase
+from caikit.core.data_model import DataStream
+from caikit.core.modules import ModuleConfig
+from conftest import actor_keys_on_workers, poll
+from dask_testlib import FaultModule, save_fault_model
+
+from caikit_dask import DaskBackend, DaskModelInitializer
+from caikit_dask.example import (
+    ClassificationResult,
+    ExampleTextClassificationTask,
+    TextClassifier,
+)
+from caikit_dask.loading.context import ForwardedContext
+
+TEXTS = ["What a wonderful day", "This is terrible and slow", "Great value, I love it"]
+
+
+@pytest.fixture
+def initializer(connection):
+    return DaskModelInitializer({"connection": connection, "replicas": 2}, "default")
+
+
+@pytest.fixture
+def proxy(initializer, trained_model_dir):
+    model = initializer.init(ModuleConfig.load(trained_model_dir))
+    yield model
+    model.close()
+
+
+def test_proxy_has_the_module_identity(proxy):
+    assert isinstance(proxy, ModuleBase)
+    assert proxy.MODULE_ID == TextClassifier.MODULE_ID
+    assert proxy.MODULE_NAME == TextClassifier.MODULE_NAME
+    assert proxy.MODULE_VERSION == TextClassifier.MODULE_VERSION
+    assert type(proxy).tasks == TextClassifier.tasks
+    for flavour in [(False, False), (False, True), (True, True)]:
+        assert proxy.get_inference_signature(
+            *flavour, ExampleTextClassificationTask
+        ) is TextClassifier.get_inference_signature(*flavour, ExampleTextClassificationTask)
+
+
+def test_results_equal_a_local_load(proxy, trained_model_dir):
+    local = TextClassifier.load(trained_model_dir)
+    for text in TEXTS:
+        remote = proxy.run(text)
+        assert isinstance(remote, ClassificationResult)
+        assert remote.to_dict() == local.run(text).to_dict()
+
+
+def test_no_weights_in_the_callers_process(proxy):
+    assert not any(isinstance(value, TextClassifier) for value in vars(proxy).values())
+    assert not hasattr(proxy, "weights")
+
+
+def test_output_stream_is_lazy_and_complete(proxy, trained_model_dir):
+    local = TextClassifier.load(trained_model_dir)
+    text = " ".join(f"Sentence number {i} is great." for i in range(300))
+    stream = proxy.run_stream(text)
+    assert isinstance(stream, DataStream)
+    first = next(iter(stream))
+    assert first.index == 0
+    items = list(proxy.run_stream(text))
+    assert [i.to_dict() for i in items] == [i.to_dict() for i in local.run_stream(text)]
+
+
+def test_input_and_bidirectional_streams(proxy, trained_model_dir):
+    local = TextClassifier.load(trained_model_dir)
+    inputs = DataStream.from_iterable(TEXTS)
+    remote = [r.to_dict() for r in proxy.run_bidi_stream(inputs)]
+    expected = [r.to_dict() for r in local.run_bidi_stream(DataStream.from_iterable(TEXTS))]
+    assert remote == expected
+    generated = DataStream(lambda: (t for t in TEXTS))
+    assert len(list(proxy.run_bidi_stream(generated))) == len(TEXTS)
+
+
+def test_exceptions_reach_the_caller_with_type_and_message(connection, tmp_path):
+    path = save_fault_model(str(tmp_path / "fault"))
+    model = DaskModelInitializer({"connection": connection}, "x").init(ModuleConfig.load(path))
+    with pytest.raises(KeyError, match="boom"):
+        model.run("raise:boom")
+    assert model.run("ok").score >= 1
+    model.close()
+
+
+def test_replicas_live_in_distinct_worker_processes(connection, tmp_path):
+    path = save_fault_model(str(tmp_path / "fault"))
+    model = DaskModelInitializer({"connection": connection, "replicas": 2}, "pids").init(
+        ModuleConfig.load(path)
+    )
+    assert len({r["worker"] for r in model.replicas}) == 2
+    pids = {model.run("x").label for _ in range(40)}
+    assert len(pids) == 2
+    model.close()
+
+
+def test_close_and_garbage_collection_release_the_actors(initializer, trained_model_dir, observer):
+    model = initializer.init(ModuleConfig.load(trained_model_dir))
+    keys = {r["key"] for r in model.replicas}
+    assert len(keys) == 2 and keys <= actor_keys_on_workers(observer)
+    model.close()
+    poll(lambda: not keys & actor_keys_on_workers(observer), 10, what="release by close")
+    with pytest.raises(RuntimeError, match="closed"):
+        model.run("x")
+
+    model = initializer.init(ModuleConfig.load(trained_model_dir))
+    keys = {r["key"] for r in model.replicas}
+    assert keys <= actor_keys_on_workers(observer)
+    del model
+    gc.collect()
+    poll(lambda: not keys & actor_keys_on_workers(observer), 10, what="release by gc")
+
+
+def test_concurrent_callers(proxy):
+    errors, results = [], []
+
+    def caller():
+        try:
+            for _ in range(200):
+                results.append(proxy.run("Great value, I love it").label)
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=caller) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert len(results) == 16 * 200
+    assert len(set(results)) == 1
+
+
+def test_calls_spread_by_outstanding_work(connection, tmp_path):
+    """A replica busy with a slow call gets no new calls while the other is idle."""
+    path = save_fault_model(str(tmp_path / "fault"))
+    model = DaskModelInitializer({"connection": connection, "replicas": 2}, "spread").init(
+        ModuleConfig.load(path)
+    )
+    slow = threading.Thread(target=model.run, args=("sleep:2",))
+    slow.start()
+    poll(lambda: any(r["outstanding"] for r in model.replicas), 5, what="a busy replica")
+    busy_pid = None
+    pids = {model.run("x").label for _ in range(10)}
+    slow.join()
+    assert len(pids) == 1, "calls went to the busy replica"
+    busy_pid = {model.run("x").label for _ in range(20)} - pids
+    assert busy_pid, "the idle replica was never used afterwards"
+    model.close()
+
+
+def test_call_timeout_bounds_a_call(connection, tmp_path):
+    path = save_fault_model(str(tmp_path / "fault"))
+    model = DaskModelInitializer({"connection": connection, "call_timeout": "1s"}, "t").init(
+        ModuleConfig.load(path)
+    )
+    with pytest.raises(TimeoutError, match="call_timeout"):
+        model.run("sleep:3")
+    model.close()
+
+
+def test_runtime_context_is_forwarded_as_metadata(connection, tmp_path):
+    from caikit_dask.example import EchoWithContext
+
+    EchoWithContext.train(prefix="> ").save(str(tmp_path / "echo"))
+    model = DaskModelInitializer({"connection": connection}, "ctx").init(
+        ModuleConfig.load(str(tmp_path / "echo"))
+    )
+    result = model.run("hi", context=ForwardedContext({"x-echo": "from-caller"}, "grpc"))
+    assert result.text == "> hi"
+    assert result.has_context and result.metadata_value == "from-caller"
+    model.close()
+
+
+def test_repr_shows_module_and_replicas(proxy):
+    text, page = repr(proxy), proxy._repr_html_()
+    for worker in (r["worker"] for r in proxy.replicas):
+        assert worker in text and worker in page
+    assert TextClassifier.MODULE_NAME in text and "<table>" in page
+
+
+def test_vanished_or_corrupt_model_fails_clearly(initializer, connection, tmp_path):
+    with pytest.raises(ValueError, match="No caikit model at"):
+        initializer.backend.load(str(tmp_path / "gone"))
+    corrupt = save_fault_model(str(tmp_path / "corrupt"), corrupt=True)
+    with pytest.raises(ValueError, match="corrupt artifacts"):
+        DaskModelInitializer({"connection": connection, "call_timeout": "20s"}, "c").init(
+            ModuleConfig.load(corrupt)
+        )
+
+
+def test_dask_backend_load_returns_none_for_unknown_modules(connection, tmp_path):
+    path = save_fault_model(str(tmp_path / "fault"))
+    config = ModuleConfig.load(path)
+    config["module_id"] = "not-a-registered-module"
+    config.save(path)
+    backend = DaskBackend({"connection": connection})
+    assert backend.load(path) is None
+    assert FaultModule.MODULE_ID != "not-a-registered-module"
