@@ -2,15 +2,19 @@
 
 Importing this package registers, with caikit's own registries, the module
 backend type ``DASK`` and the model trainer and initializer types ``DASK``.
+It also imports the bundled example library: caikit.runtime only serves
+top-level libraries, so ``runtime.library: caikit_dask`` serves the example.
 """
 
 from caikit.core.model_management import model_initializer_factory, model_trainer_factory
 from caikit.core.module_backends.backend_types import register_backend_type
 from caikit.core.toolkit.wip_decorator import TempDisableWIP
 
+from . import example
 from .backend import DaskBackend
 from .initializer import DaskModelInitializer
 from .local_backend import LocalSharedBackend
+from .runtime_support import ensure_runtime_protos
 from .shared_backends import SharedLoadBackend, SharedTrainBackend
 from .trainer import DaskModelTrainer
 
@@ -21,6 +25,7 @@ __all__ = [
     "LocalSharedBackend",
     "SharedLoadBackend",
     "SharedTrainBackend",
+    "example",
 ]
 
 
@@ -30,6 +35,8 @@ def _register() -> None:
         register_backend_type(LocalSharedBackend)
     model_trainer_factory.register(DaskModelTrainer)
     model_initializer_factory.register(DaskModelInitializer)
+    # caikit.core does not import the runtime's gRPC server, so this is still early enough.
+    ensure_runtime_protos()
 
 
 _register()

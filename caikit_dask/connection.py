@@ -8,6 +8,7 @@ the last ``release``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -18,6 +19,7 @@ from distributed.utils import import_term
 
 from .config import ConnectionConfig
 from .errors import DaskBackendError, DaskConfigError, error
+from .training.events import DATASET_PREFIX, SUBSCRIBED_TOPICS
 
 log = alog.use_channel("DASK-CONN")
 
@@ -87,7 +89,16 @@ class DaskConnection:
         with self._lock:
             client, cluster, owned = self._client, self._cluster, self._owns_client
             self._client, self._cluster, self._owns_client = None, None, False
+        if client is not None and owned and cluster is not None:
+            # Nothing outlives an embedded cluster: drop our trainings quietly before it goes.
+            with contextlib.suppress(Exception):
+                for name in client.list_datasets():
+                    if str(name).startswith(DATASET_PREFIX):
+                        client.unpublish_dataset(name)
         if client is not None and owned:
+            for topic in SUBSCRIBED_TOPICS:
+                with contextlib.suppress(ValueError):  # never subscribed
+                    client.unsubscribe_topic(topic)
             client.close()
         if cluster is not None:
             cluster.close()

@@ -13,6 +13,10 @@ ERRORED = "errored"
 CANCELED = "canceled"
 
 DATASET_PREFIX = "caikit-dask-training-"
+FINISHED_METADATA = "caikit-dask-finished-trainings"
+
+# Topics a client following trainings subscribes to ("all" carries worker removals).
+SUBSCRIBED_TOPICS = (STATE_TOPIC, LOG_TOPIC, "all")
 
 
 def dataset_name(training_id: str) -> str:

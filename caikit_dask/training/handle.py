@@ -28,7 +28,7 @@ from ..resources import describe_missing, workers_offering
 from . import events
 from .monitor import TrainingMonitor
 from .submission import check_importable_on_workers, pickle_arguments
-from .worker_side import TrainingCanceled, cancel_on_worker, run_training
+from .worker_side import TrainingCanceled, TrainingResultLost, cancel_on_worker, run_training
 
 
 def _to_datetime(timestamp: float | None) -> datetime | None:
@@ -60,6 +60,7 @@ class DaskTraining:
         self.completion_time: float | None = None
         self.worker: str | None = None
         self.worker_deaths = 0
+        self.finished_once = False
         self._outcome: JobStatus | None = None
         self._errors: list[Exception] = []
         self._done = threading.Event()
@@ -187,7 +188,9 @@ class DaskTraining:
             if state == events.RUNNING:
                 self.start_time = msg.get("time")
                 self.worker = msg.get("worker")
-            elif state in (events.FINISHED, events.ERRORED, events.CANCELED):
+            if state == events.FINISHED:
+                self.finished_once = True
+            if state in (events.FINISHED, events.ERRORED, events.CANCELED):
                 self.completion_time = self.completion_time or msg.get("time")
             if state == events.CANCELED and self._outcome is None:
                 self._outcome = JobStatus.CANCELED
@@ -209,8 +212,12 @@ class DaskTraining:
             f"Training {self.id} failed: Dask worker {worker} died while running it "
             f"(after {self.worker_deaths - 1} retries; set retries to allow reruns)."
         )
-        self._finish(JobStatus.ERRORED, reason)
-        threading.Thread(target=self._stop_everywhere, daemon=True).start()
+
+        def fail() -> None:  # off the client's event loop: both make blocking client calls
+            self._finish(JobStatus.ERRORED, reason)
+            self._stop_everywhere()
+
+        threading.Thread(target=fail, daemon=True).start()
 
     def _on_future_done(self, future: Future) -> None:
         with self._lock:
@@ -242,11 +249,16 @@ class DaskTraining:
         if self._outcome is not None:
             return self._outcome
         future_status = self.future.status
-        if future_status == "finished":
+        if future_status == "finished" or self.finished_once:
+            # Once finished, a lost result (being recomputed, or TrainingResultLost) is
+            # still a completed training.
             return JobStatus.COMPLETED
         if future_status == "error":
-            if isinstance(self._exception(), TrainingCanceled):
+            exception = self._exception()
+            if isinstance(exception, TrainingCanceled):
                 return JobStatus.CANCELED
+            if isinstance(exception, TrainingResultLost):
+                return JobStatus.COMPLETED
             return JobStatus.ERRORED
         if future_status in ("cancelled", "lost"):
             return JobStatus.CANCELED if self.completion_time else JobStatus.ERRORED
@@ -304,7 +316,7 @@ class DaskTraining:
         self.wait(timeout)
         status = self.status
         if status is JobStatus.COMPLETED:
-            return self.future.result(timeout=timeout)
+            return self.future.result(timeout=timeout)  # TrainingResultLost says what to do
         if status is JobStatus.ERRORED:
             raise self.errors()[0]
         if status is JobStatus.CANCELED:
@@ -319,4 +331,6 @@ class DaskTraining:
         TrainingMonitor.for_client(self.client).forget(self.id)
         with contextlib.suppress(KeyError):
             self.client.unpublish_dataset(events.dataset_name(self.id))
+        with contextlib.suppress(Exception):
+            self.client.set_metadata([events.FINISHED_METADATA, self.key], None)
         self.future.release()

@@ -16,6 +16,7 @@ from typing import Any
 import cloudpickle
 from caikit.core.toolkit.concurrency.destroyable_thread import DestroyableThread
 from distributed import get_worker
+from distributed.utils import sync
 
 from . import events
 from .shipping import ShippedModel
@@ -26,6 +27,22 @@ _running_lock = threading.Lock()
 
 class TrainingCanceled(RuntimeError):
     """Raised by the task of a training that was canceled while it ran."""
+
+
+class TrainingResultLost(RuntimeError):
+    """Raised instead of training again when Dask recomputes a finished training.
+
+    Dask recomputes a finished task whose result was on a worker that died; for a
+    training that would silently retrain (and take a GPU again).
+    """
+
+
+def _finished_marker(worker: Any, key: str, value: Any = None, read: bool = True) -> Any:
+    """Read or write the scheduler-side record that this task already finished once."""
+    keys = [events.FINISHED_METADATA, key]
+    if read:
+        return sync(worker.loop, worker.scheduler.get_metadata, keys=keys, default=None)
+    return sync(worker.loop, worker.scheduler.set_metadata, keys=keys, value=value)
 
 
 class _ThreadLogForwarder(logging.Handler):
@@ -84,6 +101,12 @@ def run_training(
             | extra,
         )
 
+    finished_at = _finished_marker(worker, key)
+    if finished_at:
+        raise TrainingResultLost(
+            f"Training {training_id} had completed, but the worker holding its model died; "
+            f"load it from its save_path ({save_path}) instead of the training's result."
+        )
     args = tuple(cloudpickle.loads(blob) for blob in pickled_args)
     kwargs = {name: cloudpickle.loads(blob) for name, blob in pickled_kwargs.items()}
     thread = DestroyableThread(_train_and_save, module_class, args, kwargs, save_path)
@@ -111,6 +134,7 @@ def run_training(
         emit(events.ERRORED, error=f"{type(err).__name__}: {err}")
         raise err
     emit(events.FINISHED)
+    _finished_marker(worker, key, time.time(), read=False)
     return ShippedModel(thread.get_or_throw())
 
 

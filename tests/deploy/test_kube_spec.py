@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO_ROOT, crd_errors
+from deploy_support import REPO_ROOT, crd_errors
 
 pytest.importorskip("dask_kubernetes")
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEPLOY_DIR, REPO_ROOT, load_runtime_config
+from deploy_support import DEPLOY_DIR, REPO_ROOT, load_runtime_config
 
 SCRIPT = DEPLOY_DIR / "run_local_topology.py"
 

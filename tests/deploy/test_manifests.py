@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import (
+from deploy_support import (
     BASE_DIR,
     crd_errors,
     find,

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import REPO_ROOT, load_runtime_config
+from deploy_support import REPO_ROOT, load_runtime_config
 from distributed.comm.addressing import parse_address
 
 

@@ -7,7 +7,7 @@ import pytest
 from caikit.core import ModuleBase
 from caikit.core.data_model import DataStream
 from caikit.core.modules import ModuleConfig
-from conftest import actor_keys_on_workers, poll
+from cluster_support import actor_keys_on_workers, poll
 from dask_testlib import FaultModule, save_fault_model
 
 from caikit_dask import DaskBackend, DaskModelInitializer

@@ -5,7 +5,7 @@ import time
 
 import pytest
 from caikit.core.modules import ModuleConfig
-from conftest import poll
+from cluster_support import poll
 
 from caikit_dask import DaskModelInitializer
 

@@ -1,7 +1,7 @@
 """cancel() stops the training on the worker and frees its resources."""
 
 from caikit.core.data_model import JobStatus
-from conftest import poll
+from cluster_support import poll
 
 from caikit_dask import DaskModelTrainer
 from caikit_dask.example import TextClassifier

@@ -11,7 +11,7 @@ from caikit.core.exceptions.caikit_core_exception import (
     CaikitCoreException,
     CaikitCoreStatusCode,
 )
-from conftest import poll
+from cluster_support import poll
 
 from caikit_dask import DaskModelTrainer
 from caikit_dask.example import TextClassifier

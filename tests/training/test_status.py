@@ -6,7 +6,7 @@ import threading
 import pytest
 from caikit.core.data_model import JobStatus
 from caikit.core.model_management.local_model_trainer import LocalModelTrainer
-from conftest import poll
+from cluster_support import poll
 
 from caikit_dask import DaskModelTrainer
 from caikit_dask.example import TextClassifier
