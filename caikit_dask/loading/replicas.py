@@ -66,6 +66,7 @@ class ReplicaSet:
         self._closed = threading.Event()
         self._repairing = threading.Lock()
         self._calls = 0
+        self._lost_workers: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -256,6 +257,7 @@ class ReplicaSet:
                 return
             replica.alive = False
             self.replicas = [r for r in self.replicas if r is not replica]
+        self._lost_workers.add(replica.worker)  # the scheduler may still list it for a while
         forget_placement(self.client, replica.worker, replica.future.key)
         replica.future.release()
         self.replacements += 1
@@ -271,11 +273,14 @@ class ReplicaSet:
                 if missing <= 0:
                     return
                 used = {r.worker for r in self.replicas if r.alive}
+                lost = set(self._lost_workers)
                 try:
-                    workers = choose_workers(self.client, missing, self.resources, exclude=used)
-                except Exception:  # noqa: BLE001 - no other worker: share one
+                    workers = choose_workers(
+                        self.client, missing, self.resources, exclude=used | lost
+                    )
+                except Exception:  # noqa: BLE001 - no other worker: share a live one
                     try:
-                        workers = choose_workers(self.client, missing, self.resources)
+                        workers = choose_workers(self.client, missing, self.resources, exclude=lost)
                     except Exception as err:  # noqa: BLE001 - nowhere at all yet
                         log.warning(
                             "<DSK50000012W>", "Cannot re-place %s yet: %s", self.module_id, err
