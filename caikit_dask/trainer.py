@@ -61,18 +61,27 @@ class DaskModelTrainFuture(ModelTrainerFutureBase):
     def cancel(self) -> None:
         self.training.cancel()
 
-    def wait(self, timeout: float | None = None) -> None:
-        self.training.wait(timeout)
+    def wait(self, timeout: float | None = None, progress: Any = False) -> None:
+        """Block until the training ends; ``progress=True`` shows a progress bar meanwhile."""
+        if progress:
+            from .progress import wait_with_progress
+
+            wait_with_progress(self, progress, timeout)
+        else:
+            self.training.wait(timeout)
 
     def load(self) -> ModuleBase:
         return self.training.result()
 
     def __repr__(self) -> str:
-        info = self.get_info()
-        return (
-            f"<DaskModelTrainFuture id={self.id} status={info.status.name} "
-            f"worker={self.training.worker}>"
-        )
+        from .display import training_repr
+
+        return training_repr(self)
+
+    def _repr_html_(self) -> str:
+        from .display import training_html
+
+        return training_html(self)
 
 
 class DaskModelTrainer(ModelTrainerBase):

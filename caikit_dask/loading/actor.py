@@ -31,7 +31,8 @@ def _load_model(source: str | bytes, library: str | None) -> Any:
         except ImportError as err:
             raise ImportError(
                 f"The module's library {library!r} is not importable on this worker ({err}). "
-                "Install it in the workers' environment or ship it with client.upload_file()."
+                "Install it in the workers' environment or ship it with "
+                "client.upload_file(path, load=False)."
             ) from err
     backend = LocalSharedBackend()
     if isinstance(source, (bytes, bytearray)):

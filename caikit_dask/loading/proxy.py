@@ -118,7 +118,10 @@ class DaskModelProxy(ModuleBase):
 def _sendable(value: Any) -> Any:
     """Make an argument cross to a worker: collect input streams, replace runtime contexts."""
     if isinstance(value, DataStream):
-        return DataStream.from_iterable(list(value))
+        # list(iter(...)), not list(value): list() asks len() for a size hint, and
+        # DataStream.__len__ iterates the stream, which drains a single-pass stream such as
+        # the runtime's input stream (itertools.tee over the gRPC requests) before the copy.
+        return DataStream.from_iterable(list(iter(value)))
     if value is not None and type(value).__module__.split(".")[0] in (
         "grpc",
         "starlette",
@@ -174,6 +177,9 @@ def load_proxy(backend: Any, model_path: Any, *args: Any, **kwargs: Any) -> Dask
     if module_class is None:
         return None
     from ..resources import submit_options
+    from ..training.by_value import ensure_registered_on_workers, is_by_value
+
+    ensure_registered_on_workers(backend.client, module_class)
 
     resources = submit_options(settings.resources).get("resources", {})
     replicas = ReplicaSet(
@@ -184,7 +190,7 @@ def load_proxy(backend: Any, model_path: Any, *args: Any, **kwargs: Any) -> Dask
         resources,
         settings.call_timeout,
         settings.health_check_period,
-        library=module_class.__module__,
+        library=None if is_by_value(module_class) else module_class.__module__,
     )
     replicas.start()
     return proxy_class_for(module_class)(replicas, path)

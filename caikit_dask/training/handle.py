@@ -26,6 +26,7 @@ from distributed import Client, Future
 from ..errors import DaskBackendError, error, log
 from ..resources import describe_missing, workers_offering
 from . import events
+from .by_value import prepare_module_class
 from .monitor import TrainingMonitor
 from .submission import check_importable_on_workers, pickle_arguments
 from .worker_side import TrainingCanceled, TrainingResultLost, cancel_on_worker, run_training
@@ -93,7 +94,7 @@ class DaskTraining:
         future = client.submit(
             run_training,
             training_id,
-            module_class,
+            prepare_module_class(module_class),
             pickled_args,
             pickled_kwargs,
             save_path,

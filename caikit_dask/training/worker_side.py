@@ -19,6 +19,7 @@ from distributed import get_worker
 from distributed.utils import sync
 
 from . import events
+from .by_value import resolve_module_class
 from .shipping import ShippedModel
 
 _running: dict[str, DestroyableThread] = {}
@@ -62,12 +63,26 @@ class _ThreadLogForwarder(logging.Handler):
                     "id": self._training_id,
                     "name": record.name,
                     "level": record.levelno,
-                    "msg": record.getMessage(),
+                    "msg": _readable(record),
                     "worker": self._worker.address,
                 },
             )
         except Exception:  # noqa: BLE001 - logging must never break the training
             self.handleError(record)
+
+
+def _readable(record: logging.LogRecord) -> str:
+    """caikit's alog passes a dict {log_code, message, args}; format it as a plain line."""
+    message = record.msg
+    if isinstance(message, dict) and "message" in message:
+        args = message.get("args")
+        try:
+            text = message["message"] % args if args else str(message["message"])
+        except (TypeError, ValueError):
+            text = str(message["message"])
+        code = message.get("log_code")
+        return f"{code} {text}" if code and code != "<UNK>" else text
+    return record.getMessage()
 
 
 def _train_and_save(module_class: Any, args: tuple, kwargs: dict, save_path: str | None) -> Any:
@@ -85,6 +100,7 @@ def run_training(
     save_path: str | None,
 ) -> ShippedModel:
     """The Dask task: train (and save), reporting state, stoppable by ``cancel_on_worker``."""
+    module_class = resolve_module_class(module_class)
     worker = get_worker()
     key = worker.get_current_task()
 
