@@ -110,10 +110,35 @@ class DaskConnection:
     @property
     def client(self) -> Client:
         """The client, opened on first use (a closed borrowed client is looked up again)."""
+        self.raise_if_unreachable()
         with self._lock:
             if not self.is_open:
                 self._client, self._cluster, self._owns_client = self._open()
             return self._client
+
+    @property
+    def scheduler_address(self) -> str:
+        """Where the scheduler is (or is expected), for error messages."""
+        if self._client is not None and self._client.scheduler is not None:
+            return self._client.scheduler.address
+        return self.config.address or self.config.scheduler_file or "the embedded cluster"
+
+    def raise_if_unreachable(self) -> None:
+        """Fail fast, naming the scheduler, while the client has lost it.
+
+        distributed's client keeps reconnecting for ``timeout`` seconds and then
+        closes; a closed client is replaced on the next ``client`` access.
+        """
+        client = self._client
+        if client is not None and client.status not in ("running", "closed", "closing"):
+            error(
+                "<DSK10000004E>",
+                DaskBackendError(
+                    f"The Dask scheduler at {self.scheduler_address} is unreachable "
+                    f"(client {client.status}); it is retried for connection.timeout="
+                    f"{self.config.timeout:g}s. Check that the scheduler is up."
+                ),
+            )
 
     @property
     def dashboard_link(self) -> str | None:

@@ -6,7 +6,9 @@ deploy/base: ``dask scheduler`` (with the manifest's environment), one CPU worke
 one worker with the GPU group's ``--resources``, and ``python -m caikit.runtime``
 with the runtime ConfigMap's config, its scheduler address and ports rewritten to
 local ones and its model directories to a local folder standing in for the
-shared volume.
+shared volume. The runtime serves the ConfigMap's ``runtime.library``
+(``caikit_dask``: the DASK trainer/initializer and the bundled example library);
+``--check`` also requires that library's task endpoints to be up.
 
     python deploy/run_local_topology.py            # run until Ctrl-C
     python deploy/run_local_topology.py --check    # start, check health, stop, exit 0
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import os
 import signal
 import socket
@@ -180,6 +183,16 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def served_tasks(http_url: str) -> list[str]:
+    """The task endpoints (``/api/v1/task/<task>``) the runtime's HTTP server exposes."""
+    with urllib.request.urlopen(f"{http_url}/openapi.json", timeout=10) as response:
+        paths = json.load(response)["paths"]
+    prefix = "/api/v1/task/"
+    return sorted(
+        p[len(prefix) :] for p in paths if p.startswith(prefix) and "/" not in p[len(prefix) :]
+    )
+
+
 def workers_ready(address: str, expected: dict[str, dict]) -> bool:
     """True once every expected worker name is connected with its resources."""
     from distributed import Client
@@ -247,10 +260,16 @@ def run(args: argparse.Namespace, topology: Topology) -> dict[str, str]:
     health = f"http://{HOST}:{ports['http']}/health"
     topology.wait_for("the runtime HTTP server", lambda: http_ok(health), deadline)
     topology.wait_for("the runtime gRPC server", lambda: tcp_open(ports["grpc"]), deadline)
+    http_url = f"http://{HOST}:{ports['http']}"
+    library = config["runtime"]["library"]
+    tasks = served_tasks(http_url)
+    if not tasks:
+        raise TopologyError(f"the runtime serves no task of its library {library}")
     addresses.update(
         {
             "runtime gRPC": f"{HOST}:{ports['grpc']}",
-            "runtime HTTP": f"http://{HOST}:{ports['http']}",
+            "runtime HTTP": http_url,
+            "runtime library": f"{library} (tasks: {', '.join(tasks)})",
             "runtime config": str(config_file),
         }
     )

@@ -49,7 +49,20 @@ class ProcessCluster:
         self.tmp_path = tmp_path
         self.scheduler_file = tmp_path / "scheduler.json"
         self.workers: dict[str, subprocess.Popen] = {}
-        self.scheduler = subprocess.Popen(
+        self.scheduler = self._start_scheduler("0")
+        self.address = poll(
+            lambda: (
+                self.scheduler_file.exists()
+                and json.loads(self.scheduler_file.read_text() or "{}").get("address")
+            ),
+            30,
+            what="scheduler file",
+        )
+        self.client = Client(self.address, set_as_default=False, timeout=20)
+
+    def _start_scheduler(self, port: str) -> subprocess.Popen:
+        self.scheduler_file.unlink(missing_ok=True)
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -57,20 +70,29 @@ class ProcessCluster:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "0",
+                port,
                 "--no-dashboard",
                 "--scheduler-file",
                 str(self.scheduler_file),
             ],
             env=worker_env(),
             stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / "scheduler.log", "wb"),  # noqa: SIM115
+            stderr=open(self.tmp_path / "scheduler.log", "ab"),  # noqa: SIM115
         )
-        poll(self.scheduler_file.exists, 30, what="scheduler file")
-        self.address = poll(
-            lambda: json.loads(self.scheduler_file.read_text() or "{}").get("address"), 30
-        )
-        self.client = Client(self.address, set_as_default=False, timeout=20)
+
+    def kill_scheduler(self) -> None:
+        """kill -9 the scheduler; its workers shut themselves down when they notice."""
+        os.kill(self.scheduler.pid, signal.SIGKILL)
+        self.scheduler.wait(10)
+
+    def restart_scheduler(self) -> None:
+        """A new scheduler on the same address (as a restarted pod behind a Service)."""
+        self.scheduler = self._start_scheduler(self.address.rsplit(":", 1)[1])
+        poll(self.scheduler_file.exists, 30, what="restarted scheduler")
+        poll(lambda: self.client.status == "running", 30, what="observer reconnect")
+        for name, process in list(self.workers.items()):
+            if process.poll() is not None:
+                del self.workers[name]
 
     def add_worker(self, name: str, resources: str | None = None, prefix: list[str] | None = None):
         args = [

@@ -183,7 +183,7 @@ def load_proxy(backend: Any, model_path: Any, *args: Any, **kwargs: Any) -> Dask
 
     resources = submit_options(settings.resources).get("resources", {})
     replicas = ReplicaSet(
-        backend.client,
+        backend.connection,
         ModelSource(path),
         module_class.MODULE_ID,
         settings.replicas,

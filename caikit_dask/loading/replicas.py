@@ -11,6 +11,7 @@ taken to be free of side effects. Every call returns or raises within
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
@@ -20,6 +21,7 @@ from typing import Any
 from distributed import Client, Future
 from distributed.comm.core import CommClosedError
 
+from ..connection import DaskConnection
 from ..errors import DaskBackendError, log
 from .placement import ModelSource, choose_workers, forget_placement, start_actor
 
@@ -47,7 +49,7 @@ class ReplicaSet:
 
     def __init__(
         self,
-        client: Client,
+        connection: DaskConnection,
         source: ModelSource,
         module_id: str,
         count: int,
@@ -56,7 +58,7 @@ class ReplicaSet:
         health_check_period: float,
         library: str | None = None,
     ):
-        self.client, self.source, self.module_id = client, source, module_id
+        self.connection, self.source, self.module_id = connection, source, module_id
         self.library = library
         self.count, self.resources = count, dict(resources)
         self.call_timeout, self.health_check_period = call_timeout, health_check_period
@@ -67,6 +69,11 @@ class ReplicaSet:
         self._repairing = threading.Lock()
         self._calls = 0
         self._lost_workers: set[str] = set()
+
+    @property
+    def client(self) -> Client:
+        """The connection's current client: a new one after the scheduler came back."""
+        return self.connection.client
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -128,7 +135,8 @@ class ReplicaSet:
             replicas, self.replicas = self.replicas, []
             self._changed.notify_all()
         for replica in replicas:
-            forget_placement(self.client, replica.worker, replica.future.key)
+            with contextlib.suppress(Exception):  # the scheduler may be gone
+                forget_placement(self.client, replica.worker, replica.future.key)
             replica.release()
 
     @property
@@ -153,6 +161,7 @@ class ReplicaSet:
                     self._calls += 1
                     replica.last_used = self._calls
                     return replica
+                self.connection.raise_if_unreachable()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
@@ -241,6 +250,7 @@ class ReplicaSet:
             and "actor" not in message
         ):
             return False
+        self.connection.raise_if_unreachable()
         workers = self.client.scheduler_info(n_workers=-1)["workers"]
         if replica.worker not in workers:
             return True
@@ -258,8 +268,9 @@ class ReplicaSet:
             replica.alive = False
             self.replicas = [r for r in self.replicas if r is not replica]
         self._lost_workers.add(replica.worker)  # the scheduler may still list it for a while
-        forget_placement(self.client, replica.worker, replica.future.key)
-        replica.future.release()
+        with contextlib.suppress(Exception):  # the scheduler may be gone
+            forget_placement(self.client, replica.worker, replica.future.key)
+            replica.future.release()
         self.replacements += 1
         threading.Thread(target=self.repair, name="caikit-dask-repair", daemon=True).start()
 
@@ -302,6 +313,7 @@ class ReplicaSet:
         if self.closed:
             return
         try:
+            self.connection.raise_if_unreachable()
             workers = self.client.scheduler_info(n_workers=-1)["workers"]
         except Exception as err:  # noqa: BLE001 - scheduler away: nothing is definite
             log.debug("Health check of %s skipped: %s", self.module_id, err)

@@ -262,7 +262,7 @@ class DaskTraining:
                 return JobStatus.COMPLETED
             return JobStatus.ERRORED
         if future_status in ("cancelled", "lost"):
-            return JobStatus.CANCELED if self.completion_time else JobStatus.ERRORED
+            return JobStatus.ERRORED  # a user's cancel is recorded in _outcome above
         return JobStatus.RUNNING if self.start_time is not None else JobStatus.QUEUED
 
     def _exception(self) -> BaseException | None:
@@ -278,8 +278,12 @@ class DaskTraining:
         if self._errors:
             return list(self._errors)
         exception = self._exception()
-        if exception is None:
-            exception = DaskBackendError(f"Training {self.id}: the Dask task was lost")
+        if exception is None or self.future.status in ("cancelled", "lost"):
+            exception = DaskBackendError(
+                f"Training {self.id} was lost: its Dask task is gone from the scheduler "
+                f"(status {self.future.status}; e.g. the scheduler restarted). "
+                f"Submit it again."
+            )
         return [exception]
 
     def info(self) -> TrainingInfo:

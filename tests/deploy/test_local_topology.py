@@ -99,5 +99,9 @@ def test_full_topology_with_runtime(tmp_path: Path):
     result = _run("--workdir", str(tmp_path), "--timeout", "180", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "runtime gRPC" in result.stdout and "runtime HTTP" in result.stdout
+    # The ConfigMap's library is served: its example tasks have endpoints.
+    library = load_runtime_config()["runtime"]["library"]
+    assert f"runtime library  {library} (tasks: " in result.stdout
+    assert "example-text-classification" in result.stdout
     assert "check: ok" in result.stdout
     assert _left_running(tmp_path) == []
