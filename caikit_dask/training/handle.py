@@ -90,11 +90,14 @@ class DaskTraining:
         can_run_now = not resources or workers_offering(worker_resources, resources)
         if not can_run_now and resource_timeout == 0:
             error("<DSK30000010E>", DaskBackendError(describe_missing(worker_resources, resources)))
+        shipped_class = prepare_module_class(module_class)
+        monitor = TrainingMonitor.for_client(client)  # subscribed before the task can start
+        monitor.expect(training_id)
         submission_time = time.time()
         future = client.submit(
             run_training,
             training_id,
-            prepare_module_class(module_class),
+            shipped_class,
             pickled_args,
             pickled_kwargs,
             save_path,
@@ -111,7 +114,7 @@ class DaskTraining:
             resources=resources,
             module_class=module_class,
         )
-        TrainingMonitor.for_client(client).follow(training)
+        monitor.follow(training)
         client.publish_dataset(
             override=True,
             **{

@@ -32,6 +32,9 @@ class TrainingMonitor:
         self._trainings: weakref.WeakValueDictionary[str, DaskTraining] = (
             weakref.WeakValueDictionary()
         )
+        # Events that arrive between submit and follow(), kept for the training.
+        self._early: dict[str, list[dict[str, Any]]] = {}
+        self._early_lock = threading.Lock()
         client.subscribe_topic(events.STATE_TOPIC, self._on_state)
         client.subscribe_topic(events.LOG_TOPIC, self._on_log)
         client.subscribe_topic("all", self._on_cluster_event)
@@ -46,8 +49,17 @@ class TrainingMonitor:
                 cls._monitors[id(client)] = monitor
             return monitor
 
+    def expect(self, training_id: str) -> None:
+        """Call before submitting: events for this id are kept until ``follow``."""
+        with self._early_lock:
+            self._early[training_id] = []
+
     def follow(self, training: DaskTraining) -> None:
-        self._trainings[training.id] = training
+        with self._early_lock:
+            self._trainings[training.id] = training
+            early = self._early.pop(training.id, [])
+        for msg in early:
+            training.apply_event(msg)
 
     def forget(self, training_id: str) -> None:
         self._trainings.pop(training_id, None)
@@ -56,7 +68,12 @@ class TrainingMonitor:
 
     def _on_state(self, event: tuple[float, dict[str, Any]]) -> None:
         _, msg = event
-        training = self._trainings.get(msg.get("id"))
+        training_id = msg.get("id")
+        with self._early_lock:
+            training = self._trainings.get(training_id)
+            if training is None and training_id in self._early:
+                self._early[training_id].append(msg)
+                return
         if training is not None:
             training.apply_event(msg)
 
