@@ -109,3 +109,15 @@ class DaskBackend(SharedTrainBackend, SharedLoadBackend):
         from .loading.proxy import load_proxy
 
         return load_proxy(self, model_path, *args, **kwargs)
+
+    def attach(self, name: str) -> ModuleBase:
+        """A proxy on a model another process loaded and published under ``name``."""
+        from .loading.publishing import attach
+
+        return attach(self, name)
+
+    def unpublish(self, name: str) -> None:
+        """Let a published model's actors go once no proxy holds them."""
+        from .loading.publishing import unpublish
+
+        unpublish(self.client, name)

@@ -48,6 +48,7 @@ class DaskModelProxy(ModuleBase):
         super().__init__()
         self._replicas = replicas
         self.model_path = model_path
+        self.published_as: str | None = None
 
     def _forward(self, method: str, args: tuple, kwargs: dict, output_streaming: bool) -> Any:
         if self._replicas.closed:
@@ -66,8 +67,30 @@ class DaskModelProxy(ModuleBase):
         return self._replicas.call(method, args, kwargs)
 
     def close(self) -> None:
-        """Release the actors now (also done when the proxy is garbage-collected)."""
+        """Release the actors now (also done when the proxy is garbage-collected).
+
+        A model this proxy published is unpublished too; a proxy that attached to a
+        published model only drops its own handles.
+        """
+        if self.published_as is not None:
+            from .publishing import unpublish
+
+            with contextlib.suppress(Exception):  # the scheduler may be gone
+                unpublish(self._replicas.client, self.published_as)
+            self.published_as = None
         self._replicas.close()
+
+    def publish(self, name: str) -> str:
+        """Keep the model's actors reachable by ``name`` from other processes.
+
+        ``DaskBackend.attach(name)`` in another process (a restarted runtime) gets a
+        proxy on the same actors; they live until this proxy closes or
+        ``DaskBackend.unpublish(name)``.
+        """
+        from .publishing import publish
+
+        self.published_as = publish(self, name)
+        return self.published_as
 
     def __del__(self) -> None:
         replicas = getattr(self, "_replicas", None)
@@ -194,3 +217,15 @@ def load_proxy(backend: Any, model_path: Any, *args: Any, **kwargs: Any) -> Dask
     )
     replicas.start()
     return proxy_class_for(module_class)(replicas, path)
+
+
+def module_class_for(module_id: str) -> type[ModuleBase]:
+    """The registered module class for a published model, or a clear error."""
+    module_class = module_registry().get(module_id)
+    error.value_check(
+        "<DSK60000003E>",
+        module_class is not None,
+        "No module with MODULE_ID {} is registered in this process: import its library first",
+        module_id,
+    )
+    return module_class

@@ -96,6 +96,19 @@ class ReplicaSet:
             raise
         _HealthChecker.watch(self)
 
+    def adopt(self, futures: list[Future]) -> None:
+        """Take over actors another client placed (a published model), then watch them."""
+        client = self.client
+        who_has = client.who_has(futures)
+        with client.as_current():  # Actor handles bind to the current client
+            actors = [future.result(timeout=self.call_timeout) for future in futures]
+        with self._changed:
+            for future, actor in zip(futures, actors, strict=True):
+                workers = who_has.get(future.key) or ["unknown"]
+                self.replicas.append(Replica(future, actor, workers[0]))
+            self._changed.notify_all()
+        _HealthChecker.watch(self)
+
     def _place(self, workers: list[str]) -> None:
         results: list[Any] = [None] * len(workers)
 
