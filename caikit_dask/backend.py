@@ -90,6 +90,7 @@ class DaskBackend(SharedTrainBackend, SharedLoadBackend):
             training_id or str(uuid.uuid4()),
             options,
             self.settings.resource_timeout,
+            self.settings.max_payload_size,
         )
 
     def find_training(self, training_id: str) -> DaskTraining:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from dask.utils import parse_timedelta
+from dask.utils import parse_bytes, parse_timedelta
 from distributed.comm import registry as comm_registry
 from distributed.comm.addressing import parse_address
 
@@ -103,6 +103,19 @@ def parse_duration(path: str, value: Any, default: float | None) -> float | None
     if seconds is None or seconds < 0:
         _fail(path, f"{value!r} is negative", "Use a duration of zero or more.")
     return float(seconds)
+
+
+def parse_size(path: str, value: Any) -> int | None:
+    """Bytes from '64MB', '1GiB' or a number (Dask's own size syntax); None means no limit."""
+    if value is None:
+        return None
+    try:
+        size = parse_bytes(value)
+    except (ValueError, TypeError):
+        _fail(path, f"{value!r} is not a size", "Use e.g. 64MB, 1GiB or a number of bytes.")
+    if size <= 0:
+        _fail(path, f"{value!r} is not positive", "Use a size above zero.")
+    return int(size)
 
 
 def parse_retention(path: str, value: Any) -> timedelta | None:
@@ -246,6 +259,7 @@ class BackendConfig:
     replicas: int
     call_timeout: float
     health_check_period: float
+    max_payload_size: int | None
 
     TRAINER_KEYS = frozenset(
         {
@@ -255,10 +269,18 @@ class BackendConfig:
             "retries",
             "retention_duration",
             "resource_timeout",
+            "max_payload_size",
         }
     )
     INITIALIZER_KEYS = frozenset(
-        {"connection", "resources", "replicas", "call_timeout", "health_check_period"}
+        {
+            "connection",
+            "resources",
+            "replicas",
+            "call_timeout",
+            "health_check_period",
+            "max_payload_size",
+        }
     )
     BACKEND_KEYS = TRAINER_KEYS | INITIALIZER_KEYS
 
@@ -297,4 +319,5 @@ class BackendConfig:
             health_check_period=parse_duration(
                 f"{path}.health_check_period", raw.get("health_check_period"), 2.0
             ),
+            max_payload_size=parse_size(f"{path}.max_payload_size", raw.get("max_payload_size")),
         )

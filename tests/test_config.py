@@ -68,3 +68,10 @@ def test_equal_mappings_share_a_key():
     first = ConnectionConfig.from_mapping({"address": "tcp://h:1", "timeout": "30s"})
     second = ConnectionConfig.from_mapping({"timeout": 30, "address": "tcp://h:1"})
     assert first.sharing_key() == second.sharing_key()
+
+
+def test_max_payload_size_parses_dask_sizes():
+    assert BackendConfig.from_mapping({"max_payload_size": "1MiB"}).max_payload_size == 2**20
+    assert BackendConfig.from_mapping({}).max_payload_size is None
+    with pytest.raises(DaskConfigError, match="max_payload_size"):
+        BackendConfig.from_mapping({"max_payload_size": "lots"})

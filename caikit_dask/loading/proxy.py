@@ -17,6 +17,8 @@ from typing import Any
 from caikit.core.data_model import DataStream
 from caikit.core.modules import ModuleBase
 from caikit.core.registries import module_registry
+from dask.sizeof import sizeof
+from dask.utils import format_bytes
 
 from ..errors import error
 from ..local_backend import resolve_model_config
@@ -61,6 +63,15 @@ class DaskModelProxy(ModuleBase):
             )
         args = tuple(_sendable(value) for value in args)
         kwargs = {name: _sendable(value) for name, value in kwargs.items()}
+        limit = self._replicas.max_payload_size
+        if limit is not None and (size := sizeof(args) + sizeof(kwargs)) > limit:
+            error(
+                "<DSK60000004E>",
+                ValueError(
+                    f"{method} request is {format_bytes(size)}, over max_payload_size="
+                    f"{format_bytes(limit)}. Send less per call or raise max_payload_size."
+                ),
+            )
         if output_streaming:
             replicas = self._replicas
             return DataStream(lambda: replicas.stream(method, args, kwargs))
@@ -214,6 +225,7 @@ def load_proxy(backend: Any, model_path: Any, *args: Any, **kwargs: Any) -> Dask
         settings.call_timeout,
         settings.health_check_period,
         library=None if is_by_value(module_class) else module_class.__module__,
+        max_payload_size=settings.max_payload_size,
     )
     replicas.start()
     return proxy_class_for(module_class)(replicas, path)

@@ -57,9 +57,11 @@ class ReplicaSet:
         call_timeout: float,
         health_check_period: float,
         library: str | None = None,
+        max_payload_size: int | None = None,
     ):
         self.connection, self.source, self.module_id = connection, source, module_id
         self.library = library
+        self.max_payload_size = max_payload_size
         self.count, self.resources = count, dict(resources)
         self.call_timeout, self.health_check_period = call_timeout, health_check_period
         self.replicas: list[Replica] = []

@@ -81,9 +81,10 @@ class DaskTraining:
         training_id: str,
         options: dict[str, Any],
         resource_timeout: float,
+        max_payload_size: int | None = None,
     ) -> DaskTraining:
         """Check the call, submit the task, publish it; returns without waiting for it."""
-        pickled_args, pickled_kwargs = pickle_arguments(args, kwargs)
+        pickled_args, pickled_kwargs = pickle_arguments(args, kwargs, max_payload_size)
         check_importable_on_workers(client, module_class)
         resources = options.get("resources") or {}
         worker_resources = cls._worker_resources(client) if resources else {}

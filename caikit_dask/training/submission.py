@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import cloudpickle
+from dask.utils import format_bytes
 from distributed import Client
 
 from ..errors import error
@@ -38,7 +39,9 @@ def _portable(value: Any) -> Any:
     return value
 
 
-def pickle_arguments(args: tuple, kwargs: dict) -> tuple[list[bytes], dict[str, bytes]]:
+def pickle_arguments(
+    args: tuple, kwargs: dict, max_payload_size: int | None = None
+) -> tuple[list[bytes], dict[str, bytes]]:
     """Pickle each argument once, here, so a failure names the argument."""
 
     def dump(name: str, value: Any) -> bytes:
@@ -58,6 +61,21 @@ def pickle_arguments(args: tuple, kwargs: dict) -> tuple[list[bytes], dict[str, 
 
     pickled_args = [dump(f"#{index}", value) for index, value in enumerate(args)]
     pickled_kwargs = {name: dump(repr(name), value) for name, value in kwargs.items()}
+    total = sum(map(len, pickled_args)) + sum(map(len, pickled_kwargs.values()))
+    if max_payload_size is not None and total > max_payload_size:
+        sizes = {f"#{i}": len(b) for i, b in enumerate(pickled_args)} | {
+            repr(k): len(b) for k, b in pickled_kwargs.items()
+        }
+        largest = max(sizes, key=sizes.get)
+        error(
+            "<DSK30000004E>",
+            ValueError(
+                f"Training arguments are {format_bytes(total)} pickled, over max_payload_size="
+                f"{format_bytes(max_payload_size)} (largest: argument {largest}, "
+                f"{format_bytes(sizes[largest])}). Pass large data by reference (a file path "
+                "or DataStream over a file the workers can read) or raise max_payload_size."
+            ),
+        )
     return pickled_args, pickled_kwargs
 
 

@@ -202,3 +202,13 @@ def test_dask_backend_load_returns_none_for_unknown_modules(connection, tmp_path
     backend = DaskBackend({"connection": connection})
     assert backend.load(path) is None
     assert FaultModule.MODULE_ID != "not-a-registered-module"
+
+
+def test_request_over_max_payload_size_is_refused(connection, trained_model_dir):
+    model = DaskModelInitializer(
+        {"connection": connection, "max_payload_size": "64KiB"}, "payload"
+    ).init(ModuleConfig.load(trained_model_dir))
+    assert model.run("short and sweet").label
+    with pytest.raises(ValueError, match="run request is .* over max_payload_size=64.00 kiB"):
+        model.run("x" * 100_000)
+    model.close()

@@ -52,3 +52,10 @@ def test_not_a_module_class(connection):
     trainer = DaskModelTrainer({"connection": connection}, "not-module")
     with pytest.raises(TypeError):
         trainer.train(dict)
+
+
+def test_payload_over_the_limit_is_refused_at_the_call(connection):
+    trainer = DaskModelTrainer({"connection": connection, "max_payload_size": "1MiB"}, "payload")
+    big = [(f"word{i} " * 50, "positive") for i in range(10_000)]
+    with pytest.raises(ValueError, match="max_payload_size=1.00 MiB.*'training_data'"):
+        trainer.train(TextClassifier, training_data=big)
