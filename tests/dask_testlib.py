@@ -47,6 +47,9 @@ class FaultModule(ModuleBase):
         config = ModuleLoader(model_path).config
         if config.get("corrupt"):
             raise ValueError(f"corrupt artifacts in {model_path}")
+        deadline = time.monotonic() + float(config.get("load_seconds") or 0)
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
         return cls()
 
     @ExampleTextClassificationTask.taskmethod()
@@ -64,11 +67,12 @@ class NotABackendModule(TaskBase):
     """Unused marker so the module imports TaskBase meaningfully."""
 
 
-def save_fault_model(path: str, corrupt: bool = False) -> str:
+def save_fault_model(path: str, corrupt: bool = False, load_seconds: float = 0) -> str:
     FaultModule().save(path)
-    if corrupt:
+    if corrupt or load_seconds:
         config = ModuleConfig.load(path)
-        config["corrupt"] = True
+        config["corrupt"] = corrupt
+        config["load_seconds"] = load_seconds
         config.save(path)
     return path
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import uuid
 import zipfile
 from typing import Any
@@ -151,9 +152,10 @@ def start_actor(
         options["resources"] = resources
     future = client.submit(ModelActor, source, library, key=key, actor=True, pure=False, **options)
     try:
-        # The Actor handle binds to the *current* client; ours is deliberately not the default.
-        with client.as_current():
-            actor = future.result(timeout=timeout)
+        actor = _wait_for_actor(client, future, worker, timeout)
+    except WorkerLostDuringLoad:
+        future.release()
+        raise
     except TimeoutError:
         future.release()
         error(
@@ -173,6 +175,28 @@ def start_actor(
         )
     record_placement(client, worker, key, resources)
     return future, actor
+
+
+class WorkerLostDuringLoad(DaskBackendError):
+    """The worker chosen for an actor left the cluster while the model loaded."""
+
+
+def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float) -> Any:
+    """The actor handle, checking between short waits that its worker is still there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        try:
+            # The Actor handle binds to the *current* client; ours is deliberately not the default.
+            with client.as_current():
+                return future.result(timeout=min(remaining, 0.5))
+        except TimeoutError:
+            if worker not in client.scheduler_info(n_workers=-1)["workers"]:
+                raise WorkerLostDuringLoad(
+                    f"Worker {worker} left the cluster while loading the model"
+                ) from None
 
 
 def _rebuildable(err: Exception) -> bool:

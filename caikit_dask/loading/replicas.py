@@ -23,7 +23,13 @@ from distributed.comm.core import CommClosedError
 
 from ..connection import DaskConnection
 from ..errors import DaskBackendError, log
-from .placement import ModelSource, choose_workers, forget_placement, start_actor
+from .placement import (
+    ModelSource,
+    WorkerLostDuringLoad,
+    choose_workers,
+    forget_placement,
+    start_actor,
+)
 
 _TRANSPORT_ERRORS = (OSError, CommClosedError, RuntimeError)
 
@@ -115,20 +121,35 @@ class ReplicaSet:
         results: list[Any] = [None] * len(workers)
 
         def place(index: int, worker: str) -> None:
-            try:
-                source = self.source.for_worker(self.client, worker)
-                future, actor = start_actor(
-                    self.client,
-                    source,
-                    worker,
-                    self.resources,
-                    self.module_id,
-                    self.call_timeout,
-                    self.library,
-                )
-                results[index] = Replica(future, actor, worker)
-            except BaseException as err:  # noqa: BLE001 - re-raised below
-                results[index] = err
+            tried: set[str] = set()
+            while True:
+                tried.add(worker)
+                try:
+                    source = self.source.for_worker(self.client, worker)
+                    future, actor = start_actor(
+                        self.client,
+                        source,
+                        worker,
+                        self.resources,
+                        self.module_id,
+                        self.call_timeout,
+                        self.library,
+                    )
+                    results[index] = Replica(future, actor, worker)
+                    return
+                except WorkerLostDuringLoad as err:
+                    log.warning("<DSK50000014W>", "%s; loading on another worker", err)
+                    self._lost_workers.add(worker)
+                    try:
+                        [worker] = choose_workers(
+                            self.client, 1, self.resources, exclude=tried | self._lost_workers
+                        )
+                    except BaseException as no_worker:  # noqa: BLE001 - re-raised below
+                        results[index] = no_worker
+                        return
+                except BaseException as err:  # noqa: BLE001 - re-raised below
+                    results[index] = err
+                    return
 
         threads = [threading.Thread(target=place, args=item) for item in enumerate(workers)]
         for thread in threads:

@@ -112,3 +112,39 @@ def test_model_path_not_on_the_worker_is_shipped(process_cluster, trained_model_
     assert model.replicas[0]["worker"] == address
     assert model.run("Great value").label
     model.close()
+
+
+def test_worker_killed_during_model_load(process_cluster, tmp_path):
+    from dask_testlib import save_fault_model
+
+    process_cluster.add_worker("a")
+    process_cluster.add_worker("b")
+    path = save_fault_model(str(tmp_path / "slow-load"), load_seconds=3)
+    initializer = _initializer(process_cluster, 1)
+    loaded = {}
+
+    def load():
+        try:
+            loaded["model"] = initializer.init(ModuleConfig.load(path))
+        except Exception as err:  # noqa: BLE001 - asserted below
+            loaded["error"] = err
+
+    loader = threading.Thread(target=load)
+    started = time.monotonic()
+    loader.start()
+
+    def loading_worker():
+        keys = process_cluster.client.processing()
+        return next(
+            (w for w, tasks in keys.items() if any("caikit-model" in str(t) for t in tasks)), None
+        )
+
+    victim = poll(loading_worker, 20, what="the actor to start loading")
+    process_cluster.kill_worker(process_cluster.worker_name_at(victim))
+    loader.join(60)
+    assert "error" not in loaded, loaded.get("error")
+    model = loaded["model"]
+    assert model.replicas[0]["worker"] != victim
+    assert model.run("x").label
+    assert time.monotonic() - started < 30
+    model.close()
