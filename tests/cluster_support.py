@@ -139,12 +139,12 @@ class ProcessCluster:
         return {a: n for n, a in self.worker_names().items()}[address]
 
     def close(self) -> None:
-        self.client.close()
+        self.client.close(timeout=3)
         for process in [*self.workers.values(), self.scheduler]:
             process.terminate()
         for process in [*self.workers.values(), self.scheduler]:
             try:
-                process.wait(10)
+                process.wait(5)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
