@@ -22,22 +22,10 @@ from dask.utils import format_bytes
 
 from ..errors import error
 from ..local_backend import resolve_model_config
+from ..module_identity import MODULE_IDENTITY_ATTRIBUTES
 from .context import ForwardedContext
 from .placement import ModelSource
 from .replicas import ReplicaSet
-
-_CLASS_ATTRIBUTES = (
-    "MODULE_ID",
-    "MODULE_NAME",
-    "MODULE_VERSION",
-    "MODULE_CLASS",
-    "PRODUCER_ID",
-    "RUN_SIGNATURE",
-    "TRAIN_SIGNATURE",
-    "_TASK_CLASSES",
-    "_TASK_INFERENCE_SIGNATURES",
-    "SUPPORTED_LOAD_BACKENDS",
-)
 
 
 class DaskModelProxy(ModuleBase):
@@ -175,8 +163,10 @@ def proxy_class_for(module_class: type[ModuleBase]) -> type[DaskModelProxy]:
         if module_class in _proxy_classes:
             return _proxy_classes[module_class]
         attributes: dict[str, Any] = {
-            name: getattr(module_class, name) for name in _CLASS_ATTRIBUTES
+            name: getattr(module_class, name) for name in MODULE_IDENTITY_ATTRIBUTES
         }
+        attributes["BACKEND_TYPE"] = DaskModelProxy.BACKEND_TYPE
+        attributes["SUPPORTED_LOAD_BACKENDS"] = module_class.SUPPORTED_LOAD_BACKENDS
         attributes["module_class"] = module_class
         attributes["__doc__"] = f"Dask proxy of {module_class.__qualname__}: calls go to actors."
         methods = {"run": (False, False)}

@@ -40,28 +40,17 @@ import cloudpickle
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..errors import error, log
+from ..module_identity import MODULE_IDENTITY_ATTRIBUTES
 
 # What ``@module`` derives from the class (rebuilt on the worker by applying it again),
 # and what Python recreates for any class.
-_DERIVED_ATTRIBUTES = frozenset(
-    {
-        "MODULE_ID",
-        "MODULE_NAME",
-        "MODULE_VERSION",
-        "MODULE_CLASS",
-        "PRODUCER_ID",
-        "RUN_SIGNATURE",
-        "TRAIN_SIGNATURE",
-        "_TASK_INFERENCE_SIGNATURES",
-        "_TASK_CLASSES",
-        "BACKEND_TYPE",
-        "__dict__",
-        "__weakref__",
-        "__module__",
-        "__qualname__",
-        "_abc_impl",
-    }
-)
+_DERIVED_ATTRIBUTES = frozenset(MODULE_IDENTITY_ATTRIBUTES) | {
+    "__dict__",
+    "__weakref__",
+    "__module__",
+    "__qualname__",
+    "_abc_impl",
+}
 
 _TOKEN_ATTRIBUTE = "_caikit_dask_by_value_token"
 _FINISHED_ATTRIBUTE = "_caikit_dask_by_value_finished"
