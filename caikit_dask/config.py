@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import ssl
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -155,6 +157,22 @@ def validate_address(path: str, address: str) -> str:
     return address
 
 
+def _check_security_values(path: str, security: dict) -> None:
+    """Certificate files must exist (or be PEM text); TLS versions must be ones ssl knows."""
+    for key, value in security.items():
+        if key.startswith("tls_") and key.endswith(("_file", "_cert", "_key")):
+            _typed(f"{path}.{key}", value, (str,))
+            if value and "-----BEGIN" not in value and not os.path.isfile(value):
+                _fail(f"{path}.{key}", f"no file at {value}", "Give the path of a PEM file.")
+        if key.endswith("_version") and value is not None and value not in _TLS_VERSIONS:
+            _fail(f"{path}.{key}", f"{value!r} is not a TLS version", "Use 1.2 or 1.3.")
+    if "require_encryption" in security:
+        _typed(f"{path}.require_encryption", security["require_encryption"], (bool,))
+
+
+_TLS_VERSIONS = {1.2, 1.3, "1.2", "1.3", ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3}
+
+
 @dataclasses.dataclass(frozen=True)
 class ClusterSpec:
     """``connection.cluster``: a cluster class built from its import path."""
@@ -173,7 +191,7 @@ class ConnectionConfig:
     cluster: ClusterSpec | None = None
     local: dict = dataclasses.field(default_factory=dict)
     use_current_client: bool = True
-    security: dict | None = None
+    security: dict | None = dataclasses.field(default=None, repr=False)  # may hold a PEM key
     timeout: float = 30.0
     direct_to_workers: bool = True
 
@@ -226,6 +244,7 @@ class ConnectionConfig:
         security = raw.get("security")
         if security is not None:
             security = _check_keys(f"{path}.security", security, _SECURITY_KEYS)
+            _check_security_values(f"{path}.security", security)
         return cls(
             address=address,
             scheduler_file=scheduler_file,

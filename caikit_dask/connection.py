@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import traceback
 from typing import Any
 
 import alog
@@ -30,6 +31,25 @@ _LOCAL_DEFAULTS = {
     "host": "127.0.0.1",
     "dashboard_address": "127.0.0.1:0",
 }
+
+
+def _close_half_built_client(err: BaseException) -> None:
+    """Stop the event-loop thread of a Client whose constructor raised.
+
+    The traceback keeps the half-built Client alive; if the garbage collector
+    finalises it later while another Client starts on the same thread, both wait
+    on distributed's loop-runner lock forever. Close it now and drop the frames.
+    """
+    for frame, _ in traceback.walk_tb(err.__traceback__):
+        if frame.f_code is Client.__init__.__code__:
+            half_built = frame.f_locals.get("self")
+            if half_built is not None:
+                with contextlib.suppress(Exception):
+                    half_built.close(timeout=2)
+                with contextlib.suppress(Exception):
+                    if half_built._loop_runner.is_started():
+                        half_built._loop_runner.stop()
+    traceback.clear_frames(err.__traceback__)
 
 
 class DaskConnection:
@@ -183,7 +203,8 @@ class DaskConnection:
         where = scheduler_file or getattr(target, "scheduler_address", target)
         try:
             return Client(target, scheduler_file=scheduler_file, **kwargs)
-        except (OSError, TimeoutError) as err:
+        except Exception as err:  # noqa: BLE001 - every connect failure is reported the same way
+            _close_half_built_client(err)
             error(
                 "<DSK10000002E>",
                 DaskBackendError(

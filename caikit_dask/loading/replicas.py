@@ -45,9 +45,13 @@ class Replica:
         self.pid: int | None = None
 
     def release(self) -> None:
+        """Drop both our future and the Actor handle's own (it sits in a reference cycle)."""
         self.alive = False
+        handle_future = getattr(self.actor, "_future", None)
         self.actor = None
         self.future.release()
+        if handle_future is not None:
+            handle_future.release()
 
 
 class ReplicaSet:
@@ -306,7 +310,8 @@ class ReplicaSet:
         self._lost_workers.add(replica.worker)  # the scheduler may still list it for a while
         with contextlib.suppress(Exception):  # the scheduler may be gone
             forget_placement(self.client, replica.worker, replica.future.key)
-            replica.future.release()
+        with contextlib.suppress(Exception):
+            replica.release()
         self.replacements += 1
         threading.Thread(target=self.repair, name="caikit-dask-repair", daemon=True).start()
 

@@ -340,6 +340,21 @@ class DaskTraining:
         TrainingMonitor.for_client(self.client).forget(self.id)
         with contextlib.suppress(KeyError):
             self.client.unpublish_dataset(events.dataset_name(self.id))
+
+        def forget_on_scheduler(dask_scheduler: Any, key: str, dataset: str, metadata: str) -> None:
+            # Metadata has no delete, and distributed keeps a ``published-<name>`` client
+            # entry per dataset after unpublishing: both would grow by one per training.
+            # (Nested, so it is sent by value: the scheduler needs no caikit_dask.)
+            dask_scheduler.task_metadata.get(metadata, {}).pop(key, None)
+            entry = dask_scheduler.clients.get(f"published-{dataset}")
+            if entry is not None and not entry.wants_what:
+                del dask_scheduler.clients[f"published-{dataset}"]
+
         with contextlib.suppress(Exception):
-            self.client.set_metadata([events.FINISHED_METADATA, self.key], None)
+            self.client.run_on_scheduler(
+                forget_on_scheduler,
+                key=self.key,
+                dataset=events.dataset_name(self.id),
+                metadata=events.FINISHED_METADATA,
+            )
         self.future.release()
