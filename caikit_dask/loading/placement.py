@@ -177,6 +177,23 @@ def start_actor(
     return future, actor
 
 
+def detach_handle_future(actor: Any) -> Any:
+    """Make a dead actor fail fast instead of waiting to be recomputed.
+
+    distributed's Actor handle keeps its own future for the actor; when its worker
+    dies, a call awaits that future (the actor task, restricted to the dead worker,
+    never reruns) and hangs. Our Replica holds the actor's lifetime with its own
+    future, so the handle's is released: a call to a dead actor then raises OSError
+    at once and the replica set retries elsewhere. This also breaks the handle's
+    reference cycle that kept actors alive until a garbage collection.
+    """
+    handle_future = getattr(actor, "_future", None)
+    if handle_future is not None:
+        actor._future = None
+        handle_future.release()
+    return actor
+
+
 class WorkerLostDuringLoad(DaskBackendError):
     """The worker chosen for an actor left the cluster while the model loaded."""
 
@@ -191,7 +208,7 @@ def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float)
         try:
             # The Actor handle binds to the *current* client; ours is deliberately not the default.
             with client.as_current():
-                return future.result(timeout=min(remaining, 0.5))
+                return detach_handle_future(future.result(timeout=min(remaining, 0.5)))
         except TimeoutError:
             if worker not in client.scheduler_info(n_workers=-1)["workers"]:
                 raise WorkerLostDuringLoad(

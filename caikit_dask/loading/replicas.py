@@ -27,6 +27,7 @@ from .placement import (
     ModelSource,
     WorkerLostDuringLoad,
     choose_workers,
+    detach_handle_future,
     forget_placement,
     start_actor,
 )
@@ -45,13 +46,10 @@ class Replica:
         self.pid: int | None = None
 
     def release(self) -> None:
-        """Drop both our future and the Actor handle's own (it sits in a reference cycle)."""
+        """Drop our future: the only one holding the actor (see detach_handle_future)."""
         self.alive = False
-        handle_future = getattr(self.actor, "_future", None)
         self.actor = None
         self.future.release()
-        if handle_future is not None:
-            handle_future.release()
 
 
 class ReplicaSet:
@@ -113,7 +111,9 @@ class ReplicaSet:
         client = self.client
         who_has = client.who_has(futures)
         with client.as_current():  # Actor handles bind to the current client
-            actors = [future.result(timeout=self.call_timeout) for future in futures]
+            actors = [
+                detach_handle_future(future.result(timeout=self.call_timeout)) for future in futures
+            ]
         with self._changed:
             for future, actor in zip(futures, actors, strict=True):
                 workers = who_has.get(future.key) or ["unknown"]
@@ -217,10 +217,7 @@ class ReplicaSet:
 
     def call(self, method: str, args: tuple, kwargs: dict) -> Any:
         """Run ``method`` on a replica; retried elsewhere only if its replica died."""
-        return self._with_retry(
-            lambda actor, remaining: actor.call(method, args, kwargs).result(timeout=remaining),
-            method,
-        )
+        return self._with_retry(lambda actor: actor.call(method, args, kwargs), method)
 
     def _with_retry(self, run: Any, method: str) -> Any:
         deadline = time.monotonic() + self.call_timeout
@@ -231,7 +228,7 @@ class ReplicaSet:
             try:
                 if actor is None:
                     raise CommClosedError("replica released")
-                return run(actor, max(deadline - time.monotonic(), 0.001))
+                return self._result(replica, run(actor), deadline)
             except TimeoutError:
                 raise TimeoutError(
                     f"{self.module_id}.{method} did not return within call_timeout="
@@ -252,16 +249,33 @@ class ReplicaSet:
             finally:
                 self._done(replica)
 
+    @staticmethod
+    def _result(replica: Replica, pending: Any, deadline: float) -> Any:
+        """Wait for an actor call, giving up early if the health check declared it dead.
+
+        A call to a dead worker can sit in distributed's connect retries for
+        ``comm.timeouts.connect``; once the replica is replaced, retry elsewhere.
+        """
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                return pending.result(timeout=min(remaining, 0.25))
+            except TimeoutError:
+                if not replica.alive:
+                    raise CommClosedError(f"replica on {replica.worker} was replaced") from None
+
     def stream(self, method: str, args: tuple, kwargs: dict) -> Iterator[Any]:
         """Pull an output stream from a replica in growing chunks, lazily."""
-        opened = self._with_retry(
-            lambda actor, remaining: (
-                actor,
-                *actor.open_stream(method, args, kwargs, 1).result(timeout=remaining),
-            ),
-            method,
-        )
-        actor, stream_id, items, done = opened
+        replica_actor: list[Any] = []
+
+        def open_stream(actor: Any) -> Any:
+            replica_actor[:] = [actor]
+            return actor.open_stream(method, args, kwargs, 1)
+
+        stream_id, items, done = self._with_retry(open_stream, method)
+        actor = replica_actor[0]
         size = 8
         try:
             yield from items
