@@ -249,12 +249,12 @@ class ReplicaSet:
             finally:
                 self._done(replica)
 
-    @staticmethod
-    def _result(replica: Replica, pending: Any, deadline: float) -> Any:
-        """Wait for an actor call, giving up early if the health check declared it dead.
+    def _result(self, replica: Replica, pending: Any, deadline: float) -> Any:
+        """Wait for an actor call, giving up early if its replica or the scheduler is lost.
 
         A call to a dead worker can sit in distributed's connect retries for
-        ``comm.timeouts.connect``; once the replica is replaced, retry elsewhere.
+        ``comm.timeouts.connect``; once the replica is replaced, retry elsewhere, and
+        while the scheduler is unreachable, fail naming it.
         """
         while True:
             remaining = deadline - time.monotonic()
@@ -265,6 +265,7 @@ class ReplicaSet:
             except TimeoutError:
                 if not replica.alive:
                     raise CommClosedError(f"replica on {replica.worker} was replaced") from None
+                self.connection.raise_if_unreachable()
 
     def stream(self, method: str, args: tuple, kwargs: dict) -> Iterator[Any]:
         """Pull an output stream from a replica in growing chunks, lazily."""
