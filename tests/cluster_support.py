@@ -94,6 +94,10 @@ class ProcessCluster:
             if process.poll() is not None:
                 del self.workers[name]
 
+    def worker_extra_args(self) -> list[str]:
+        """More ``dask worker`` arguments (subclasses add e.g. TLS certificates)."""
+        return []
+
     def add_worker(self, name: str, resources: str | None = None, prefix: list[str] | None = None):
         args = [
             sys.executable,
@@ -110,6 +114,7 @@ class ProcessCluster:
             name,
             "--death-timeout",
             "60",
+            *self.worker_extra_args(),
         ]
         if resources:
             args += ["--resources", resources]

@@ -234,34 +234,8 @@ class TLSProcessCluster(ProcessCluster):
             str(self.tls.key),
         ]
 
-    def add_worker(self, name: str, resources: str | None = None, prefix: list[str] | None = None):
-        args = [
-            sys.executable,
-            "-m",
-            "distributed.cli.dask_worker",
-            self.address,
-            "--host",
-            "127.0.0.1",
-            "--nthreads",
-            "2",
-            "--no-nanny",
-            "--no-dashboard",
-            "--name",
-            name,
-            "--death-timeout",
-            "60",
-            *self._tls_args(),
-        ]
-        if resources:
-            args += ["--resources", resources]
-        self.workers[name] = subprocess.Popen(
-            (prefix or []) + args,
-            env=worker_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.tmp_path / f"worker-{name}.log", "wb"),  # noqa: SIM115
-        )
-        poll(lambda: name in self.worker_names(), 60, what=f"TLS worker {name}")
-        return self.worker_address(name)
+    def worker_extra_args(self) -> list[str]:
+        return self._tls_args()
 
     def close(self) -> None:
         """Stop every process, even if closing the observing client fails or hangs."""
