@@ -144,7 +144,16 @@ class ProcessCluster:
         return {a: n for n, a in self.worker_names().items()}[address]
 
     def close(self) -> None:
+        try:
+            self.close_client()
+        finally:
+            self.stop_processes()
+
+    def close_client(self) -> None:
         self.client.close(timeout=3)
+
+    def stop_processes(self) -> None:
+        """SIGTERM every process, SIGKILL what is still there after a short grace."""
         for process in [*self.workers.values(), self.scheduler]:
             process.terminate()
         for process in [*self.workers.values(), self.scheduler]:
