@@ -3,24 +3,40 @@
 Actor methods are ``async`` so they run on the worker's event loop and hand the
 model's work to a thread pool: synchronous actor methods would all share one
 thread, and CPU work on the event loop would block the worker's heartbeats.
-Output streams stay on the worker and are pulled in chunks by the proxy.
+Calls arrive in batches (see ``channel``) and run concurrently; a batch replies
+once its calls are done, or soon after the first is, leaving slow calls to be
+collected later, so a fast call never waits behind a slow one. Output streams
+stay on the worker and are pulled in chunks by the proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib
 import io
 import itertools
+import math
 import os
+import pickle
 import tempfile
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..local_backend import LocalSharedBackend
+from .outcomes import Outcomes
+from .requests import decode_request, failed_outcome, run_request
 
 _END = object()
+
+# A batch replies after its first call finishes (or after REPLY_WITHIN, so slow calls do
+# not hold the caller's message slots), plus up to COLLECT_LINGER for the others.
+REPLY_WITHIN = 0.02
+COLLECT_LINGER = 0.002
+# Calls of a batch share a pool thread up to about this much work each.
+SLICE = 0.002
 
 
 def _load_model(source: str | bytes, library: str | None) -> Any:
@@ -55,33 +71,83 @@ def _model_root(directory: str) -> str:
 
 
 class ModelActor:
-    """Owns the model; every proxy call lands in ``call`` or the stream methods."""
+    """Owns the model; every proxy call lands in ``run_batch`` or the stream methods."""
 
     def __init__(self, source: str | bytes, library: str | None = None, max_concurrency: int = 4):
         self.model = _load_model(source, library)
         self.module_id = self.model.MODULE_ID
+        self._max_concurrency = max_concurrency
+        self._typical_call = SLICE  # seconds; a moving average of the model's calls
         self._executor = ThreadPoolExecutor(
             max_workers=max_concurrency, thread_name_prefix="caikit-dask-model"
         )
         self._streams: dict[int, Any] = {}
         self._stream_ids = itertools.count()
+        self._outcomes: Outcomes | None = None
+        self._tickets = itertools.count()
         self.calls = 0
 
-    async def call(self, method: str, args: tuple, kwargs: dict) -> Any:
-        """Run one task method in the executor and return its result."""
-        self.calls += 1
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, lambda: getattr(self.model, method)(*args, **kwargs)
-        )
+    async def run_batch(self, requests: tuple[bytes, ...]) -> bytes:
+        """Start each request in the pool; reply with tickets and the outcomes ready so far.
 
-    async def open_stream(self, method: str, args: tuple, kwargs: dict, first: int) -> tuple:
+        An outcome still running is ``None``; fetch it later with ``collect``. Replies are
+        pickled here (plain ints and bytes) so the comm layer sends one frame.
+        """
+        if self._outcomes is None:
+            self._outcomes = Outcomes(asyncio.get_running_loop())
+        self.calls += len(requests)
+        tickets = [next(self._tickets) for _ in requests]
+        for ticket in tickets:
+            self._outcomes.started(ticket)
+        # Pool jobs take the batch's calls in turn, as the pool would, without a job (and a
+        # thread wake-up) per call: as many jobs as give each about SLICE of work.
+        queue = collections.deque(zip(tickets, requests, strict=True))
+        jobs = math.ceil(len(queue) * self._typical_call / SLICE)
+        for _ in range(max(1, min(jobs, len(queue), self._max_concurrency))):
+            self._executor.submit(self._run, queue)
+        return pickle.dumps((tickets, await self._ready(tickets, REPLY_WITHIN)), protocol=5)
+
+    async def collect(self, tickets: list[int]) -> bytes:
+        """Outcomes of earlier requests, once at least one is ready (``None``: still running)."""
+        return pickle.dumps(await self._ready(tickets, None), protocol=5)
+
+    def _run(self, queue: collections.deque) -> None:
+        while True:
+            try:
+                ticket, request = queue.popleft()
+            except IndexError:
+                return
+            started = time.perf_counter()
+            try:
+                outcome = run_request(self.model, request)
+            except BaseException as err:  # noqa: BLE001 - e.g. SystemExit: the caller must hear
+                outcome = failed_outcome(RuntimeError(f"The call was ended by {err!r}"))
+            took = time.perf_counter() - started
+            self._typical_call += (took - self._typical_call) * 0.2
+            self._outcomes.finished(ticket, outcome)
+
+    async def _ready(self, tickets: list[int], first_within: float | None) -> list:
+        outcomes = self._outcomes
+        await outcomes.wait(tickets, 1, first_within)
+        await outcomes.wait(tickets, len(tickets), COLLECT_LINGER)
+        return [self._take(ticket) for ticket in tickets]
+
+    def _take(self, ticket: int) -> bytes | None:
+        try:
+            return self._outcomes.take(ticket)
+        except KeyError:
+            return failed_outcome(LookupError(f"No call with ticket {ticket} on this actor"))
+
+    async def open_stream(self, request: bytes, first: int) -> tuple:
         """Start an output stream; returns its id and its first chunk."""
         self.calls += 1
         loop = asyncio.get_running_loop()
-        stream = await loop.run_in_executor(
-            self._executor, lambda: iter(getattr(self.model, method)(*args, **kwargs))
-        )
+
+        def start() -> Any:
+            method, args, kwargs = decode_request(request)
+            return iter(getattr(self.model, method)(*args, **kwargs))
+
+        stream = await loop.run_in_executor(self._executor, start)
         stream_id = next(self._stream_ids)
         self._streams[stream_id] = stream
         items, done = await self.next_chunk(stream_id, first)

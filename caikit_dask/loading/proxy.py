@@ -17,8 +17,6 @@ from typing import Any
 from caikit.core.data_model import DataStream
 from caikit.core.modules import ModuleBase
 from caikit.core.registries import module_registry
-from dask.sizeof import sizeof
-from dask.utils import format_bytes
 
 from ..errors import error
 from ..local_backend import resolve_model_config
@@ -26,6 +24,7 @@ from ..module_identity import MODULE_IDENTITY_ATTRIBUTES
 from .context import ForwardedContext
 from .placement import ModelSource
 from .replicas import ReplicaSet
+from .requests import encode_request
 
 
 class DaskModelProxy(ModuleBase):
@@ -51,19 +50,11 @@ class DaskModelProxy(ModuleBase):
             )
         args = tuple(_sendable(value) for value in args)
         kwargs = {name: _sendable(value) for name, value in kwargs.items()}
-        limit = self._replicas.max_payload_size
-        if limit is not None and (size := sizeof(args) + sizeof(kwargs)) > limit:
-            error(
-                "<DSK60000004E>",
-                ValueError(
-                    f"{method} request is {format_bytes(size)}, over max_payload_size="
-                    f"{format_bytes(limit)}. Send less per call or raise max_payload_size."
-                ),
-            )
+        request = encode_request(method, args, kwargs, self._replicas.max_payload_size)
         if output_streaming:
             replicas = self._replicas
-            return DataStream(lambda: replicas.stream(method, args, kwargs))
-        return self._replicas.call(method, args, kwargs)
+            return DataStream(lambda: replicas.stream(method, request))
+        return self._replicas.call(method, request)
 
     def close(self) -> None:
         """Release the actors now (also done when the proxy is garbage-collected).

@@ -23,6 +23,7 @@ from distributed.comm.core import CommClosedError
 
 from ..connection import DaskConnection
 from ..errors import DaskBackendError, log
+from .channel import ActorChannel
 from .placement import (
     ModelSource,
     WorkerLostDuringLoad,
@@ -31,15 +32,17 @@ from .placement import (
     forget_placement,
     start_actor,
 )
+from .requests import decode_outcome
 
 _TRANSPORT_ERRORS = (OSError, CommClosedError, RuntimeError)
 
 
 class Replica:
-    """One actor and what routing needs to know about it."""
+    """One actor, the channel its calls take, and what routing needs to know about it."""
 
-    def __init__(self, future: Future, actor: Any, worker: str):
+    def __init__(self, client: Client, future: Future, actor: Any, worker: str):
         self.future, self.actor, self.worker = future, actor, worker
+        self.channel = ActorChannel(client, worker, future.key)
         self.outstanding = 0
         self.last_used = 0
         self.alive = True
@@ -49,6 +52,7 @@ class Replica:
         """Drop our future: the only one holding the actor (see detach_handle_future)."""
         self.alive = False
         self.actor = None
+        self.channel.close()
         self.future.release()
 
 
@@ -74,7 +78,7 @@ class ReplicaSet:
         self.call_timeout, self.health_check_period = call_timeout, health_check_period
         self.replicas: list[Replica] = []
         self.replacements = 0
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.Lock())  # not re-entered; faster
         self._closed = threading.Event()
         self._repairing = threading.Lock()
         self._calls = 0
@@ -117,7 +121,7 @@ class ReplicaSet:
         with self._changed:
             for future, actor in zip(futures, actors, strict=True):
                 workers = who_has.get(future.key) or ["unknown"]
-                self.replicas.append(Replica(future, actor, workers[0]))
+                self.replicas.append(Replica(client, future, actor, workers[0]))
             self._changed.notify_all()
         _HealthChecker.watch(self)
 
@@ -139,7 +143,7 @@ class ReplicaSet:
                         self.call_timeout,
                         self.library,
                     )
-                    results[index] = Replica(future, actor, worker)
+                    results[index] = Replica(self.client, future, actor, worker)
                     return
                 except WorkerLostDuringLoad as err:
                     log.warning("<DSK50000014W>", "%s; loading on another worker", err)
@@ -215,20 +219,20 @@ class ReplicaSet:
         with self._changed:
             replica.outstanding -= 1
 
-    def call(self, method: str, args: tuple, kwargs: dict) -> Any:
-        """Run ``method`` on a replica; retried elsewhere only if its replica died."""
-        return self._with_retry(lambda actor: actor.call(method, args, kwargs), method)
+    def call(self, method: str, request: bytes) -> Any:
+        """Run a pickled request on a replica; retried elsewhere only if its replica died."""
+        outcome = self._with_retry(lambda replica: replica.channel.submit(request), method)
+        return decode_outcome(outcome)
 
     def _with_retry(self, run: Any, method: str) -> Any:
         deadline = time.monotonic() + self.call_timeout
         tried: set[int] = set()
         while True:
             replica = self._acquire(deadline, tried)
-            actor = replica.actor
             try:
-                if actor is None:
+                if replica.actor is None:
                     raise CommClosedError("replica released")
-                return self._result(replica, run(actor), deadline)
+                return self._result(replica, run(replica), deadline)
             except TimeoutError:
                 raise TimeoutError(
                     f"{self.module_id}.{method} did not return within call_timeout="
@@ -267,13 +271,13 @@ class ReplicaSet:
                     raise CommClosedError(f"replica on {replica.worker} was replaced") from None
                 self.connection.raise_if_unreachable()
 
-    def stream(self, method: str, args: tuple, kwargs: dict) -> Iterator[Any]:
+    def stream(self, method: str, request: bytes) -> Iterator[Any]:
         """Pull an output stream from a replica in growing chunks, lazily."""
         replica_actor: list[Any] = []
 
-        def open_stream(actor: Any) -> Any:
-            replica_actor[:] = [actor]
-            return actor.open_stream(method, args, kwargs, 1)
+        def open_stream(replica: Replica) -> Any:
+            replica_actor[:] = [replica.actor]
+            return replica.actor.open_stream(request, 1)
 
         stream_id, items, done = self._with_retry(open_stream, method)
         actor = replica_actor[0]

@@ -1,0 +1,98 @@
+"""How calls travel to a replica: shared messages, no waiting behind slow calls, clear failures."""
+
+import threading
+import time
+
+import pytest
+from caikit.core.modules import ModuleConfig
+from cluster_support import poll
+from dask_testlib import save_fault_model
+
+from caikit_dask import DaskModelInitializer
+from caikit_dask.errors import DaskBackendError
+
+
+@pytest.fixture
+def model(connection, tmp_path):
+    path = save_fault_model(str(tmp_path / "fault"))
+    loaded = DaskModelInitializer({"connection": connection}, "call-path").init(
+        ModuleConfig.load(path)
+    )
+    yield loaded
+    loaded.close()
+
+
+def _run_in_threads(target, count: int) -> list:
+    """Start ``count`` threads at once; returns each one's (result or exception, seconds)."""
+    outcomes: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            value = target(index)
+        except Exception as err:  # noqa: BLE001 - returned to the test
+            value = err
+        outcomes[index] = (value, time.monotonic() - started)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
+
+
+def test_concurrent_calls_share_messages(model):
+    channel = model._replicas.replicas[0].channel
+    before = channel.messages
+    outcomes = _run_in_threads(lambda _: [model.run("x") for _ in range(50)], 16)
+    assert all(isinstance(value, list) and len(value) == 50 for value, _ in outcomes)
+    messages = channel.messages - before
+    assert messages <= 16 * 50 / 2, f"{messages} messages for 800 calls: no coalescing"
+
+
+def test_a_fast_call_is_not_held_behind_a_slow_one(model):
+    """Neither by a slow call already running nor by one that left in the same message."""
+    slow = threading.Thread(target=model.run, args=("sleep:4",))
+    slow.start()
+    poll(lambda: model.replicas[0]["outstanding"] == 1, 5, what="the slow call in flight")
+    started = time.monotonic()
+    model.run("fast")
+    assert time.monotonic() - started < 2, "a fast call waited for the slow call in flight"
+
+    outcomes = _run_in_threads(lambda i: model.run("sleep:4" if i == 0 else "fast"), 6)
+    fast = [seconds for _, seconds in outcomes[1:]]
+    assert max(fast) < 2, f"fast calls sent with a slow one waited for it: {fast}"
+    assert outcomes[0][1] >= 4
+    slow.join(10)
+
+
+def test_closing_fails_calls_in_flight_at_once(model):
+    caller = threading.Thread(target=lambda: outcome.append(_capture(model.run, "sleep:20")))
+    outcome: list = []
+    caller.start()
+    poll(lambda: model.replicas[0]["outstanding"] == 1, 5, what="the call in flight")
+    started = time.monotonic()
+    model.close()
+    caller.join(10)
+    assert time.monotonic() - started < 5
+    assert isinstance(outcome[0], DaskBackendError) and "closed" in str(outcome[0])
+
+
+def _capture(function, *args):
+    try:
+        return function(*args)
+    except Exception as err:  # noqa: BLE001 - returned to the test
+        return err
+
+
+def test_unpicklable_argument_is_named_at_the_call(model):
+    with pytest.raises(TypeError, match=r"Argument #0 of run \(lock\) cannot be sent"):
+        model.run(threading.Lock())
+    assert model.run("still fine").label
+
+
+def test_large_requests_travel_as_their_own_frame(model):
+    assert model.run("x" * 1_000_000).label
