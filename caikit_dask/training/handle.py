@@ -22,6 +22,7 @@ from caikit.core.exceptions.caikit_core_exception import (
 from caikit.core.model_management.model_trainer_base import TrainingInfo
 from caikit.core.modules import ModuleBase
 from distributed import Client, Future
+from distributed import wait as distributed_wait
 
 from ..errors import DaskBackendError, error, log
 from ..resources import describe_missing, workers_offering
@@ -151,9 +152,10 @@ class DaskTraining:
             resources=record.get("resources"),
         )
         TrainingMonitor.for_client(client).follow(training)
-        for _, msg in client.get_events(events.STATE_TOPIC):
-            if msg.get("id") == training_id:
-                training.apply_event(msg)
+        facts = events.read_scheduler_facts(client, training_id, training.key)
+        for msg in facts["events"]:
+            training.apply_event(msg)
+        training.apply_scheduler_facts(facts)
         return training
 
     @staticmethod
@@ -199,6 +201,23 @@ class DaskTraining:
                 self.completion_time = self.completion_time or msg.get("time")
             if state == events.CANCELED and self._outcome is None:
                 self._outcome = JobStatus.CANCELED
+
+    def apply_scheduler_facts(self, facts: dict[str, Any]) -> None:
+        """What outlives the scheduler's bounded event log: task state and finish time.
+
+        A task that ended already is waited for briefly, so that this client's future
+        shows its outcome before anyone reads the status.
+        """
+        with self._lock:
+            if facts["finished_at"]:
+                self.finished_once = True
+                self.completion_time = self.completion_time or facts["finished_at"]
+            if facts["task_state"] == "processing" and self.start_time is None:
+                self.start_time = time.time()  # its RUNNING event was evicted
+                self.worker = facts["processing_on"]
+        if facts["task_state"] in ("memory", "erred"):
+            with contextlib.suppress(Exception):  # best effort: status falls back to events
+                distributed_wait([self.future], timeout=5)
 
     def on_worker_lost(self, worker: str | None) -> None:
         """A worker died while running this; beyond ``retries`` it is an error, not a rerun."""

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import dask
 import pytest
 from caikit.core.data_model import JobStatus
 from caikit.core.exceptions.caikit_core_exception import (
@@ -12,9 +13,12 @@ from caikit.core.exceptions.caikit_core_exception import (
     CaikitCoreStatusCode,
 )
 from cluster_support import poll
+from distributed import Client, LocalCluster
 
 from caikit_dask import DaskModelTrainer
+from caikit_dask.connection import DaskConnection
 from caikit_dask.example import TextClassifier
+from caikit_dask.training.handle import DaskTraining
 
 READ_STATUS = textwrap.dedent(
     """
@@ -78,3 +82,30 @@ def test_retention_purges_finished_trainings_and_their_results(connection, tmp_p
 
     poll(purged, 10, interval=0.2, what="the training to be purged")
     assert not (tmp_path / "out").exists()
+
+
+def test_reattach_reads_trainings_whose_events_the_scheduler_dropped():
+    """The scheduler keeps few events per topic; finished trainings must still read COMPLETED."""
+    with dask.config.set({"distributed.admin.low-level-log-length": 6}):
+        cluster = LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+    connection = {"address": cluster.scheduler_address}
+    try:
+        trainer = DaskModelTrainer({"connection": connection}, "evicted")
+        futures = [trainer.train(TextClassifier, epochs=1) for _ in range(5)]
+        for future in futures:
+            future.wait()
+        with Client(cluster.scheduler_address, set_as_default=False) as other:
+            first = DaskTraining.reattach(other, futures[0].id)
+            info = first.info()
+            assert info.status is JobStatus.COMPLETED
+            original = futures[0].get_info().completion_time
+            assert abs((info.completion_time - original).total_seconds()) < 0.5
+    finally:
+        DaskConnection.close_all()
+        cluster.close()
