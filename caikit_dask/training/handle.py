@@ -205,8 +205,8 @@ class DaskTraining:
     def apply_scheduler_facts(self, facts: dict[str, Any]) -> None:
         """What outlives the scheduler's bounded event log: task state and finish time.
 
-        A task that ended already is waited for briefly, so that this client's future
-        shows its outcome before anyone reads the status.
+        A failed task is waited for briefly, so that this client's future carries its
+        exception before anyone reads the status (a finished one has its marker).
         """
         with self._lock:
             if facts["finished_at"]:
@@ -215,7 +215,7 @@ class DaskTraining:
             if facts["task_state"] == "processing" and self.start_time is None:
                 self.start_time = time.time()  # its RUNNING event was evicted
                 self.worker = facts["processing_on"]
-        if facts["task_state"] in ("memory", "erred"):
+        if facts["task_state"] == "erred":
             with contextlib.suppress(Exception):  # best effort: status falls back to events
                 distributed_wait([self.future], timeout=5)
 
