@@ -96,3 +96,19 @@ def test_unpicklable_argument_is_named_at_the_call(model):
 
 def test_large_requests_travel_as_their_own_frame(model):
     assert model.run("x" * 1_000_000).label
+
+
+def test_calls_go_through_the_scheduler_without_direct_to_workers(local_cluster, tmp_path):
+    """Where workers are not reachable from the caller, calls are relayed by the scheduler."""
+    path = save_fault_model(str(tmp_path / "fault"))
+    connection = {"address": local_cluster.scheduler_address, "direct_to_workers": False}
+    model = DaskModelInitializer({"connection": connection}, "relayed").init(
+        ModuleConfig.load(path)
+    )
+    try:
+        assert type(model._replicas.replicas[0].channel._rpc).__name__ == "ProxyRPC"
+        assert model.run("relayed").label
+        with pytest.raises(KeyError, match="boom"):
+            model.run("raise:boom")
+    finally:
+        model.close()
