@@ -45,6 +45,11 @@ class ActorChannel:
 
     def submit(self, request: bytes) -> PendingCall:
         """Queue a pickled request; the pending call's result is its pickled outcome."""
+        if _running_loop() is self._loop:
+            raise RuntimeError(
+                "A DASK proxy call blocks until the model answers, so it cannot run on the Dask "
+                "client's event loop; call it from another thread (e.g. loop.run_in_executor)."
+            )
         future = PendingCall()
         with self._lock:
             if self._closed:
@@ -93,12 +98,12 @@ class ActorChannel:
                 tickets, outcomes = await self._execute(
                     "run_batch", [_wire(request) for request, _ in batch]
                 )
-            except BaseException as err:
+                waiting = _settle_ready(futures, tickets, outcomes)
+            except BaseException as err:  # every call of the batch hears it; the loop goes on
                 _fail(futures, err)
                 if isinstance(err, asyncio.CancelledError):
                     raise
                 continue
-            waiting = _settle_ready(futures, tickets, outcomes)
             if waiting:
                 collector = self._loop.create_task(self._collect(waiting))
                 self._tasks.add(collector)
@@ -110,8 +115,7 @@ class ActorChannel:
             while waiting:
                 tickets = list(waiting)
                 outcomes = await self._execute("collect", tickets)
-                still = _settle_ready([waiting[t] for t in tickets], tickets, outcomes)
-                waiting = still
+                waiting = _settle_ready([waiting[t] for t in tickets], tickets, outcomes)
         except BaseException as err:
             _fail(list(waiting.values()), err)
             if isinstance(err, asyncio.CancelledError):
@@ -130,6 +134,13 @@ class ActorChannel:
         if response["status"] != "OK":
             raise response["exception"]
         return pickle.loads(response["result"])
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _wire(request: bytes) -> Any:

@@ -112,3 +112,11 @@ def test_calls_go_through_the_scheduler_without_direct_to_workers(local_cluster,
             model.run("raise:boom")
     finally:
         model.close()
+
+
+def test_a_call_on_the_clients_event_loop_is_refused_not_deadlocked(model):
+    outcome: list = []
+    model._replicas.client.loop.add_callback(lambda: outcome.append(_capture(model.run, "x")))
+    poll(lambda: outcome, 5, what="the call on the event loop to return")
+    assert isinstance(outcome[0], RuntimeError) and "event loop" in str(outcome[0])
+    assert model.run("from a thread").label
