@@ -100,12 +100,20 @@ class ModelActor:
         for ticket in tickets:
             self._outcomes.started(ticket)
         # Pool jobs take the batch's calls in turn, as the pool would, without a job (and a
-        # thread wake-up) per call: as many jobs as give each about SLICE of work.
+        # thread wake-up) per call: as many jobs as give each about SLICE of work. If calls
+        # are still queued after SLICE (one ran long), more jobs join, up to the pool's size.
         queue = collections.deque(zip(tickets, requests, strict=True))
-        jobs = math.ceil(len(queue) * self._typical_call / SLICE)
-        for _ in range(max(1, min(jobs, len(queue), self._max_concurrency))):
-            self._executor.submit(self._run, queue)
+        jobs = max(1, min(math.ceil(len(queue) * self._typical_call / SLICE), len(queue)))
+        jobs = min(jobs, self._max_concurrency)
+        self._add_jobs(queue, jobs)
+        if len(queue) > jobs and jobs < self._max_concurrency:
+            loop = asyncio.get_running_loop()
+            loop.call_later(SLICE, self._add_jobs, queue, self._max_concurrency - jobs)
         return pickle.dumps((tickets, await self._ready(tickets, REPLY_WITHIN)), protocol=5)
+
+    def _add_jobs(self, queue: collections.deque, count: int) -> None:
+        for _ in range(min(count, len(queue))):
+            self._executor.submit(self._run, queue)
 
     async def collect(self, tickets: list[int]) -> bytes:
         """Outcomes of earlier requests, once at least one is ready (``None``: still running)."""

@@ -7,8 +7,8 @@ that arrive while the loop is busy leave together in one ``actor_execute``
 message (coalescing), at most ``depth`` messages in flight per replica, so
 16 callers cost a few round trips, not 16. The worker replies once the batch is
 done, or soon after its first call is, and slow calls are collected by later
-messages that do not count against ``depth``: a fast call is never held behind
-a slow one. This uses distributed's own rpc pool and message serialisation.
+messages that do not count against ``depth``: a fast call is not held behind a
+slow one. This uses distributed's own rpc pool and message serialisation.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """How calls travel to a replica: shared messages, no waiting behind slow calls, clear failures."""
 
+import pickle
 import threading
 import time
 
@@ -10,6 +11,7 @@ from dask_testlib import save_fault_model
 
 from caikit_dask import DaskModelInitializer
 from caikit_dask.errors import DaskBackendError
+from caikit_dask.loading.requests import decode_outcome, encode_request
 
 
 @pytest.fixture
@@ -67,6 +69,22 @@ def test_a_fast_call_is_not_held_behind_a_slow_one(model):
     assert max(fast) < 2, f"fast calls sent with a slow one waited for it: {fast}"
     assert outcomes[0][1] >= 4
     slow.join(10)
+
+
+def test_calls_queued_behind_a_slow_call_in_one_message_are_taken_by_other_threads(model):
+    """The actor runs fast calls of one message on one thread, until one of them runs long."""
+    for _ in range(30):  # the actor learns that calls are fast
+        model.run("warm")
+    actor = model._replicas.replicas[0].actor
+    requests = [encode_request("run", ("sleep:3",), {}, None)]
+    requests += [encode_request("run", (f"fast {i}",), {}, None) for i in range(3)]
+    started = time.monotonic()
+    tickets, outcomes = pickle.loads(actor.run_batch(requests).result(timeout=10))
+    assert time.monotonic() - started < 1
+    assert outcomes[0] is None, "the slow call cannot be done yet"
+    assert all(outcome is not None for outcome in outcomes[1:]), "fast calls waited"
+    [slow] = pickle.loads(actor.collect(tickets[:1]).result(timeout=10))
+    assert decode_outcome(slow).label
 
 
 def test_closing_fails_calls_in_flight_at_once(model):
