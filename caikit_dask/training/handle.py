@@ -7,6 +7,7 @@ from scheduler events (see ``monitor``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -29,6 +30,7 @@ from ..resources import describe_missing, workers_offering
 from . import events
 from .by_value import prepare_module_class
 from .monitor import TrainingMonitor
+from .publisher import DatasetPublisher
 from .submission import check_importable_on_workers, pickle_arguments
 from .worker_side import TrainingCanceled, TrainingResultLost, cancel_on_worker, run_training
 
@@ -67,6 +69,7 @@ class DaskTraining:
         self._errors: list[Exception] = []
         self._done = threading.Event()
         self._lock = threading.Lock()
+        self._published: concurrent.futures.Future | None = None  # None: published elsewhere
         future.add_done_callback(self._on_future_done)
 
     # -- submission and lookup -------------------------------------------------------------
@@ -117,16 +120,14 @@ class DaskTraining:
             module_class=module_class,
         )
         monitor.follow(training)
-        client.publish_dataset(
-            override=True,
-            **{
-                events.dataset_name(training_id): {
-                    "future": future,
-                    "submission_time": submission_time,
-                    "retries": training.retries,
-                    "resources": resources,
-                    "module": f"{module_class.__module__}.{module_class.__qualname__}",
-                }
+        training._published = DatasetPublisher.for_client(client).publish(
+            events.dataset_name(training_id),
+            {
+                "future": future,
+                "submission_time": submission_time,
+                "retries": training.retries,
+                "resources": resources,
+                "module": f"{module_class.__module__}.{module_class.__qualname__}",
             },
         )
         if not can_run_now:
@@ -355,15 +356,25 @@ class DaskTraining:
         raise TimeoutError(f"Training {self.id} still {status.name} after {timeout}s")
 
     def release(self) -> None:
-        """Forget the training on the scheduler (its dataset and future)."""
+        """Forget the training on the scheduler (its dataset and future).
+
+        The dataset is dropped only if it still holds this training's future: a newer
+        training may have been published under the same (external) id.
+        """
         TrainingMonitor.for_client(self.client).forget(self.id)
-        with contextlib.suppress(KeyError):
-            self.client.unpublish_dataset(events.dataset_name(self.id))
+        if self._published is not None:
+            with contextlib.suppress(Exception):  # a failed publish was logged already
+                self._published.result(timeout=30)
 
         def forget_on_scheduler(dask_scheduler: Any, key: str, dataset: str, metadata: str) -> None:
             # Metadata has no delete, and distributed keeps a ``published-<name>`` client
             # entry per dataset after unpublishing: both would grow by one per training.
             # (Nested, so it is sent by value: the scheduler needs no caikit_dask.)
+            publish = dask_scheduler.extensions.get("publish")
+            record = publish.datasets.get(dataset) if publish is not None else None
+            if record is not None and key in record["keys"]:
+                del publish.datasets[dataset]
+                dask_scheduler.client_releases_keys(record["keys"], f"published-{dataset}")
             dask_scheduler.task_metadata.get(metadata, {}).pop(key, None)
             entry = dask_scheduler.clients.get(f"published-{dataset}")
             if entry is not None and not entry.wants_what:

@@ -109,3 +109,32 @@ def test_reattach_reads_trainings_whose_events_the_scheduler_dropped():
     finally:
         DaskConnection.close_all()
         cluster.close()
+
+
+def _find_from_another_client(observer, training_id):
+    try:
+        return DaskTraining.reattach(observer, training_id)
+    except CaikitCoreException as err:
+        if err.status_code is CaikitCoreStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def test_another_client_finds_a_training_soon_after_train_returns(connection, observer):
+    trainer = DaskModelTrainer({"connection": connection}, "visible")
+    future = trainer.train(TextClassifier, epochs=2)
+    found = poll(lambda: _find_from_another_client(observer, future.id), 5, what="the record")
+    assert found.key == future.training.key
+    future.wait()
+
+
+def test_rerunning_an_external_id_keeps_the_new_training_findable(connection, observer):
+    trainer = DaskModelTrainer({"connection": connection}, "rerun")
+    first = trainer.train(TextClassifier, epochs=1, external_training_id="nightly")
+    first.wait()
+    second = trainer.train(TextClassifier, epochs=1, external_training_id="nightly")
+    second.wait()
+    assert second.training.key != first.training.key
+    found = poll(lambda: _find_from_another_client(observer, "nightly"), 5, what="the record")
+    assert found.key == second.training.key
+    assert found.info().status is JobStatus.COMPLETED

@@ -5,6 +5,7 @@ import time
 import dask
 import pytest
 from caikit.core.data_model import JobStatus
+from cluster_support import poll
 
 from caikit_dask import DaskModelTrainer
 from caikit_dask.errors import DaskBackendError
@@ -47,7 +48,9 @@ def test_config_module_and_annotate_reach_the_scheduler(connection, observer):
     )
     with dask.annotate(priority=7):
         future = trainer.train(TextClassifier, epochs=300, sleep_per_epoch=0.02)
-    restrictions, priority = _task_restrictions(observer, future.training.key)
+    restrictions, priority = poll(
+        lambda: _task_restrictions(observer, future.training.key), 5, what="the task to arrive"
+    )
     assert restrictions == {"GPU": 0.5}
     assert priority[0] == -7
     future.cancel()
