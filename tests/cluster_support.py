@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: polling with a deadline, and Dask as separate processes."""
+"""Helpers shared by the tests: polling with a deadline, concurrent callers, and Dask as
+separate processes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +36,33 @@ def poll(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def run_in_threads(target, count: int, join_timeout: float = 60) -> list:
+    """Start ``count`` threads at once, each calling ``target(index)``.
+
+    Returns each thread's (result or exception, seconds), or None for a thread still
+    running after ``join_timeout``: a hung call.
+    """
+    outcomes: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            value = target(index)
+        except Exception as err:  # noqa: BLE001 - returned to the test
+            value = err
+        outcomes[index] = (value, time.monotonic() - started)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + join_timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return outcomes
 
 
 def actor_keys_on_workers(client: Client) -> set[str]:

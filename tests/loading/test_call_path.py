@@ -6,7 +6,7 @@ import time
 
 import pytest
 from caikit.core.modules import ModuleConfig
-from cluster_support import poll
+from cluster_support import poll, run_in_threads
 from dask_testlib import save_fault_model
 
 from caikit_dask import DaskModelInitializer
@@ -24,32 +24,10 @@ def model(connection, tmp_path):
     loaded.close()
 
 
-def _run_in_threads(target, count: int) -> list:
-    """Start ``count`` threads at once; returns each one's (result or exception, seconds)."""
-    outcomes: list = [None] * count
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        started = time.monotonic()
-        try:
-            value = target(index)
-        except Exception as err:  # noqa: BLE001 - returned to the test
-            value = err
-        outcomes[index] = (value, time.monotonic() - started)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return outcomes
-
-
 def test_concurrent_calls_share_messages(model):
     channel = model._replicas.replicas[0].channel
     before = channel.messages
-    outcomes = _run_in_threads(lambda _: [model.run("x") for _ in range(50)], 16)
+    outcomes = run_in_threads(lambda _: [model.run("x") for _ in range(50)], 16)
     assert all(isinstance(value, list) and len(value) == 50 for value, _ in outcomes)
     messages = channel.messages - before
     assert messages <= 16 * 50 / 2, f"{messages} messages for 800 calls: no coalescing"
@@ -64,7 +42,7 @@ def test_a_fast_call_is_not_held_behind_a_slow_one(model):
     model.run("fast")
     assert time.monotonic() - started < 2, "a fast call waited for the slow call in flight"
 
-    outcomes = _run_in_threads(lambda i: model.run("sleep:4" if i == 0 else "fast"), 6)
+    outcomes = run_in_threads(lambda i: model.run("sleep:4" if i == 0 else "fast"), 6)
     fast = [seconds for _, seconds in outcomes[1:]]
     assert max(fast) < 2, f"fast calls sent with a slow one waited for it: {fast}"
     assert outcomes[0][1] >= 4

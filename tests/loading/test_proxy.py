@@ -7,7 +7,7 @@ import pytest
 from caikit.core import ModuleBase
 from caikit.core.data_model import DataStream
 from caikit.core.modules import ModuleConfig
-from cluster_support import actor_keys_on_workers, poll
+from cluster_support import actor_keys_on_workers, poll, run_in_threads
 from dask_testlib import FaultModule, save_fault_model
 
 from caikit_dask import DaskBackend, DaskModelInitializer
@@ -117,20 +117,12 @@ def test_close_and_garbage_collection_release_the_actors(initializer, trained_mo
 
 
 def test_concurrent_callers(proxy):
-    errors, results = [], []
-
-    def caller():
-        try:
-            for _ in range(200):
-                results.append(proxy.run("Great value, I love it").label)
-        except Exception as err:  # noqa: BLE001 - collected and asserted below
-            errors.append(err)
-
-    threads = [threading.Thread(target=caller) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    outcomes = run_in_threads(
+        lambda _: [proxy.run("Great value, I love it").label for _ in range(200)], 16, 120
+    )
+    values = [value for value, _ in outcomes]
+    errors = [value for value in values if isinstance(value, BaseException)]
+    results = [label for value in values if isinstance(value, list) for label in value]
     assert errors == []
     assert len(results) == 16 * 200
     assert len(set(results)) == 1

@@ -15,14 +15,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from caikit.core.data_model import JobStatus
 from caikit.core.modules import ModuleConfig
-from cluster_support import actor_keys_on_workers, poll, worker_env
+from cluster_support import actor_keys_on_workers, poll, run_in_threads, worker_env
 from dask_testlib import FaultModule, save_fault_model
 from reliability_support import TLSProcessCluster, call_within, make_tls_files
 
@@ -143,26 +142,15 @@ def test_concurrent_calls_over_tls(tls_connection, tmp_path):
     proxy = DaskModelInitializer(
         {"connection": tls_connection, "replicas": 2, "call_timeout": "30s"}, "tls-load"
     ).init(ModuleConfig.load(path))
-    errors: list[BaseException] = []
-    pids: set[str] = set()
-
-    def caller() -> None:
-        try:
-            for _ in range(50):
-                pids.add(proxy.run("x").label)
-        except Exception as err:  # noqa: BLE001 - collected and asserted below
-            errors.append(err)
-
-    threads = [threading.Thread(target=caller) for _ in range(8)]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    outcomes = run_in_threads(lambda _: {proxy.run("x").label for _ in range(50)}, 8)
     elapsed = time.monotonic() - started
     proxy.close()
     print(f"\n[tls] 400 calls from 8 threads over 2 TLS replicas: {400 / elapsed:.0f} calls/s")
-    assert not any(thread.is_alive() for thread in threads), "a call over TLS hung"
+    assert all(outcome is not None for outcome in outcomes), "a call over TLS hung"
+    values = [value for value, _ in outcomes]
+    errors = [value for value in values if isinstance(value, BaseException)]
+    pids = set().union(*(value for value in values if isinstance(value, set)))
     assert errors == []
     assert len(pids) == 2
 
