@@ -276,8 +276,11 @@ class ReplicaSet:
         replica_actor: list[Any] = []
 
         def open_stream(replica: Replica) -> Any:
-            replica_actor[:] = [replica.actor]
-            return replica.actor.open_stream(request, 1)
+            actor = replica.actor  # once: a concurrent replacement sets it to None
+            if actor is None:
+                raise CommClosedError("replica released")
+            replica_actor[:] = [actor]
+            return actor.open_stream(request, 1)
 
         stream_id, items, done = self._with_retry(open_stream, method)
         actor = replica_actor[0]
