@@ -334,6 +334,7 @@ class DaskTraining:
         self._stop_everywhere()
 
     def _stop_everywhere(self) -> None:
+        self._await_published()  # so the scheduler never gets a record of a forgotten task
         try:
             self.client.run(cancel_on_worker, self.id)
         except Exception as err:  # noqa: BLE001 - best effort, the future is cancelled anyway
@@ -355,6 +356,12 @@ class DaskTraining:
             )
         raise TimeoutError(f"Training {self.id} still {status.name} after {timeout}s")
 
+    def _await_published(self) -> None:
+        """Wait for this training's background publish (see ``publisher``), if any."""
+        if self._published is not None:
+            with contextlib.suppress(Exception):  # a failed publish was logged already
+                self._published.result(timeout=30)
+
     def release(self) -> None:
         """Forget the training on the scheduler (its dataset and future).
 
@@ -362,9 +369,7 @@ class DaskTraining:
         training may have been published under the same (external) id.
         """
         TrainingMonitor.for_client(self.client).forget(self.id)
-        if self._published is not None:
-            with contextlib.suppress(Exception):  # a failed publish was logged already
-                self._published.result(timeout=30)
+        self._await_published()
 
         def forget_on_scheduler(dask_scheduler: Any, key: str, dataset: str, metadata: str) -> None:
             # Metadata has no delete, and distributed keeps a ``published-<name>`` client
