@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    from .run import _worker_environment, log
+    from .environment import log, prepare_worker_environment
 
-    _worker_environment()
+    prepare_worker_environment()
     from caikit.core.modules import ModuleConfig
     from distributed import Client, LocalCluster
 

@@ -14,6 +14,13 @@ import time
 from collections.abc import Callable
 
 
+def timed(call: Callable[[], object]) -> float:
+    """Seconds one call of ``call`` takes."""
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolated percentile (0-100) of ``values``."""
     if not values:

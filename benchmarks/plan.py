@@ -1,0 +1,29 @@
+"""How much of each benchmark a run does: ``FULL`` for numbers, ``SMOKE`` to check it all works."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of every benchmark in one run."""
+
+    name: str
+    latency_rounds: int
+    latency_per_round: int
+    throughput_duration: float
+    throughput_repeats: int
+    caller_threads: int
+    scaling_duration: float
+    scaling_repeats: int
+    scaling_threads: int
+    trainings: int
+    train_sleep: float
+    memory_features: int
+    scale_trainings: int
+    ray: bool
+
+
+FULL = Plan("full", 20, 100, 2.0, 3, 16, 1.5, 6, 8, 20, 0.1, 26_000_000, 1000, True)
+SMOKE = Plan("smoke", 3, 30, 0.3, 1, 16, 0.5, 1, 8, 3, 0.05, 1_000_000, 20, False)

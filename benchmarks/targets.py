@@ -1,0 +1,95 @@
+"""The targets the benchmarks are judged by: each met, not met, or n/a when unmeasured.
+
+Each target names the values it reads from the results, the test it applies
+and how to describe what was measured; a target whose values are missing
+(section not run, failed, no Ray) is n/a rather than a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from .results import is_number, lookup
+
+PROXY_P50 = ("latency", "variants", "proxy", "p50_us")
+RAW_P50 = ("latency", "variants", "raw_dask_direct", "p50_us")
+RAY_P50 = ("ray", "latency", "p50_us")
+PROXY_RATE = ("throughput", "variants", "proxy_threads", "calls_per_s")
+PIPELINED_RATE = ("throughput", "variants", "raw_dask_pipelined", "calls_per_s")
+SCALING_RATIO = ("scaling", "ratio")
+TRAIN_P50 = ("training", "train_returns", "p50_ms")
+WAIT_P50 = ("training", "wait_after_end", "p50_ms")
+DASK_GROWTH = ("memory", "dask", "growth_mb")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str
+    inputs: tuple[tuple[str, ...], ...]  # paths into the results, passed in order to met / detail
+    met: Callable[..., bool]
+    detail: Callable[..., str]
+    unmeasured: str = "missing"
+
+    def judge(self, results: dict) -> dict:
+        values = [lookup(results, *path) for path in self.inputs]
+        if not all(is_number(value) for value in values):
+            return {"target": self.name, "met": None, "detail": self.unmeasured}
+        return {"target": self.name, "met": self.met(*values), "detail": self.detail(*values)}
+
+
+TARGETS = (
+    Target(
+        "proxy p50 <= Ray actor p50",
+        (PROXY_P50, RAY_P50),
+        lambda proxy, ray: proxy <= ray,
+        lambda proxy, ray: f"{proxy:.0f} us vs {ray:.0f} us",
+        unmeasured="no Ray",
+    ),
+    Target(
+        "proxy p50 <= 1.05x raw Dask actor p50",
+        (PROXY_P50, RAW_P50),
+        lambda proxy, raw: proxy <= 1.05 * raw,
+        lambda proxy, raw: f"{proxy / raw:.2f}x ({proxy:.0f} vs {raw:.0f} us)",
+    ),
+    Target(
+        "16-thread throughput >= 4x raw Dask actor pipelined",
+        (PROXY_RATE, PIPELINED_RATE),
+        lambda proxy, raw: proxy >= 4 * raw,
+        lambda proxy, raw: f"{proxy / raw:.2f}x ({proxy:.0f} vs {raw:.0f} calls/s)",
+    ),
+    Target(
+        "2 replicas >= 1.8x one (CPU-bound)",
+        (SCALING_RATIO,),
+        lambda ratio: ratio >= 1.8,
+        lambda ratio: f"{ratio:.3f}x",
+    ),
+    Target(
+        "train() returns < 20 ms (p50)",
+        (TRAIN_P50,),
+        lambda ms: ms < 20,
+        lambda ms: f"{ms:.1f} ms",
+    ),
+    Target(
+        "wait() returns < 50 ms after the task ends (p50)",
+        (WAIT_P50,),
+        lambda ms: ms < 50,
+        lambda ms: f"{ms:.1f} ms",
+    ),
+    Target(
+        "client RSS growth < 10 MB loading a big model (DASK)",
+        (DASK_GROWTH,),
+        lambda mb: mb < 10,
+        lambda mb: f"{mb:.1f} MB",
+    ),
+)
+
+
+def judge_targets(results: dict) -> list[dict]:
+    """The ``targets`` entry of the results: each target with the numbers it was judged on."""
+    return [target.judge(results) for target in TARGETS]
+
+
+def unmet(judged: list[dict]) -> bool:
+    """Whether any measured target was not met (what ``--strict`` fails on)."""
+    return any(target["met"] is False for target in judged)
