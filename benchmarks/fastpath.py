@@ -11,7 +11,6 @@ which is what coalescing buys.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -19,6 +18,9 @@ import tempfile
 import time
 from typing import Any
 
+from .environment import log, prepare_worker_environment
+from .formatting import number, ratio, table
+from .session import BenchSession
 from .stats import interleaved_latency, interleaved_rates, pipelined_rate, threaded_rate
 
 
@@ -71,96 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    from .environment import log, prepare_worker_environment
-
     prepare_worker_environment()
-    from caikit.core.modules import ModuleConfig
-    from distributed import Client, LocalCluster
-
-    import caikit_dask
-    from caikit_dask.connection import DaskConnection
-    from caikit_dask.loading.requests import encode_request
-
-    from .baselines import RawEcho
-    from .modules import BenchEcho
-
     rounds, per_round = (3, 30) if args.smoke else (15, 100)
     duration, repeats = (0.3, 1) if args.smoke else (2.0, 3)
     cpu_rounds = 1 if args.smoke else 10
-    results: dict[str, Any] = {}
-    workdir = tempfile.mkdtemp(prefix="caikit-dask-fastpath-")
-    echo_path = os.path.join(workdir, "echo")
-    BenchEcho.train().save(echo_path)
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    )
-    client = Client(cluster.scheduler_address, direct_to_workers=True, set_as_default=False)
-    try:
-        client.run(importlib.import_module, "benchmarks.modules")
-        init = caikit_dask.DaskModelInitializer(
-            {"connection": {"address": cluster.scheduler_address}, "replicas": 1}, "fastpath"
-        )
-        proxy = init.init(ModuleConfig.load(echo_path))
-        replicas = proxy._replicas
-        replica = replicas.replicas[0]
-        channel, worker = replica.channel, replica.worker
-        with client.as_current():
-            raw_future = client.submit(RawEcho, actor=True, workers=[worker], pure=False)
-            raw = raw_future.result()
-        request = encode_request("run", ("hello",), {}, None)
-        log("latency by layer ...")
-        results["latency"] = interleaved_latency(
-            {
-                "proxy.run": lambda: proxy.run("hello"),
-                "ReplicaSet.call (pickled request)": lambda: replicas.call("run", request),
-                "ActorChannel.submit": lambda: channel.submit(request).result(60),
-                "raw actor, sync method": lambda: raw.ping(1).result(),
-                "raw actor, async method": lambda: raw.aping(1).result(),
-            },
-            rounds,
-            per_round,
-        )
-        log("cpu per call ...")
-        pids = {"client": os.getpid(), "worker": client.run(os.getpid, workers=[worker])[worker]}
-        results["cpu"] = _cpu_per_call(
-            pids,
-            {
-                "proxy.run": lambda: proxy.run("hello"),
-                "raw actor, sync method": lambda: raw.ping(1).result(),
-            },
-            cpu_rounds,
-            200,
-        )
-        log("throughput ...")
-        proxy_16, proxy_counts = _per_message(
-            channel, lambda: threaded_rate(lambda: proxy.run("hello"), 16, duration)
-        )
-        proxy_64, proxy_64_counts = _per_message(
-            channel, lambda: threaded_rate(lambda: proxy.run("hello"), 64, duration)
-        )
-        results["throughput"] = interleaved_rates(
-            {
-                "raw actor, pipelined (200 outstanding)": lambda: pipelined_rate(
-                    lambda i: raw.ping(i), lambda fs: [f.result() for f in fs], 200, duration
-                ),
-                "raw actor, 16 threads": lambda: threaded_rate(
-                    lambda: raw.ping(1).result(), 16, duration
-                ),
-                "proxy.run, 16 threads": proxy_16,
-                "proxy.run, 64 threads": proxy_64,
-            },
-            repeats,
-        )
-        results["calls_per_message"] = {
-            name: sum(c for c, _ in counts) / max(sum(m for _, m in counts), 1)
-            for name, counts in (("16 threads", proxy_counts), ("64 threads", proxy_64_counts))
-        }
-        proxy.close()
-        raw_future.release()
-    finally:
-        DaskConnection.close_all()
-        client.close()
-        cluster.close()
+    with tempfile.TemporaryDirectory(prefix="caikit-dask-fastpath-") as workdir:
+        session = BenchSession(workdir)
+        try:
+            results = _measure(session, rounds, per_round, duration, repeats, cpu_rounds)
+        finally:
+            session.close()
     print(format_report(results))
     if args.json:
         with open(args.json, "w") as handle:
@@ -168,31 +90,116 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _measure(
+    session: BenchSession,
+    rounds: int,
+    per_round: int,
+    duration: float,
+    repeats: int,
+    cpu_rounds: int,
+) -> dict[str, Any]:
+    from caikit_dask.loading.requests import encode_request
+
+    from .modules import BenchEcho
+
+    echo_path = str(session.workdir / "echo")
+    BenchEcho.train().save(echo_path)
+    session.start_cluster()
+    proxy = session.load(echo_path, replicas=1)
+    replicas = proxy._replicas
+    replica = replicas.replicas[0]
+    channel, worker = replica.channel, replica.worker
+    raw = session.raw_actor(True, worker)
+    request = encode_request("run", ("hello",), {}, None)
+    results: dict[str, Any] = {}
+    log("latency by layer ...")
+    results["latency"] = interleaved_latency(
+        {
+            "proxy.run": lambda: proxy.run("hello"),
+            "ReplicaSet.call (pickled request)": lambda: replicas.call("run", request),
+            "ActorChannel.submit": lambda: channel.submit(request).result(60),
+            "raw actor, sync method": lambda: raw.ping(1).result(),
+            "raw actor, async method": lambda: raw.aping(1).result(),
+        },
+        rounds,
+        per_round,
+    )
+    log("cpu per call ...")
+    worker_pid = session.clients[True].run(os.getpid, workers=[worker])[worker]
+    results["cpu"] = _cpu_per_call(
+        {"client": os.getpid(), "worker": worker_pid},
+        {
+            "proxy.run": lambda: proxy.run("hello"),
+            "raw actor, sync method": lambda: raw.ping(1).result(),
+        },
+        cpu_rounds,
+        200,
+    )
+    log("throughput ...")
+    proxy_16, proxy_counts = _per_message(
+        channel, lambda: threaded_rate(lambda: proxy.run("hello"), 16, duration)
+    )
+    proxy_64, proxy_64_counts = _per_message(
+        channel, lambda: threaded_rate(lambda: proxy.run("hello"), 64, duration)
+    )
+    results["throughput"] = interleaved_rates(
+        {
+            "raw actor, pipelined (200 outstanding)": lambda: pipelined_rate(
+                lambda i: raw.ping(i), lambda fs: [f.result() for f in fs], 200, duration
+            ),
+            "raw actor, 16 threads": lambda: threaded_rate(
+                lambda: raw.ping(1).result(), 16, duration
+            ),
+            "proxy.run, 16 threads": proxy_16,
+            "proxy.run, 64 threads": proxy_64,
+        },
+        repeats,
+    )
+    results["calls_per_message"] = {
+        name: sum(c for c, _ in counts) / max(sum(m for _, m in counts), 1)
+        for name, counts in (("16 threads", proxy_counts), ("64 threads", proxy_64_counts))
+    }
+    proxy.close()
+    return results
+
+
 def format_report(results: dict) -> str:
-    out = ["== latency by layer (sequential, interleaved) =="]
-    lat = results["latency"]
-    base = lat["raw actor, sync method"]["p50_us"]
-    out.append(f"{'layer':42s} {'p50 us':>8s} {'p99 us':>8s} {'vs raw':>7s}")
-    for name, row in lat.items():
-        out.append(
-            f"{name:42s} {row['p50_us']:8.0f} {row['p99_us']:8.0f} {row['p50_us'] / base:6.2f}x"
-        )
-    out.append("")
-    out.append("== CPU per call (user+sys, us) ==")
-    out.append(f"{'path':42s} {'client':>8s} {'worker':>8s} {'wall':>8s}")
-    for name, row in results["cpu"].items():
-        out.append(
-            f"{name:42s} {row['client_cpu_us']:8.0f} {row['worker_cpu_us']:8.0f} "
-            f"{row['wall_us']:8.0f}"
-        )
-    out.append("")
-    out.append("== throughput (median of rounds) ==")
-    thr = results["throughput"]
-    pipelined = thr["raw actor, pipelined (200 outstanding)"]["calls_per_s"]
-    for name, row in thr.items():
-        rate = row["calls_per_s"]
-        out.append(f"{name:42s} {rate:8.0f} calls/s {rate / pipelined:6.2f}x raw pipelined")
-    per_message = ", ".join(f"{v:.1f} ({k})" for k, v in results["calls_per_message"].items())
+    latency = results["latency"]
+    raw_p50 = latency["raw actor, sync method"]["p50_us"]
+    out = table(
+        "latency by layer (sequential, interleaved)",
+        ["layer", "p50 us", "p99 us", "vs raw"],
+        [
+            [name, number(row["p50_us"]), number(row["p99_us"]), ratio(row["p50_us"], raw_p50)]
+            for name, row in latency.items()
+        ],
+    )
+    out += table(
+        "CPU per call (user+sys, us)",
+        ["path", "client", "worker", "wall"],
+        [
+            [
+                name,
+                number(row["client_cpu_us"]),
+                number(row["worker_cpu_us"]),
+                number(row["wall_us"]),
+            ]
+            for name, row in results["cpu"].items()
+        ],
+    )
+    throughput = results["throughput"]
+    pipelined = throughput["raw actor, pipelined (200 outstanding)"]["calls_per_s"]
+    out += table(
+        "throughput (median of rounds)",
+        ["variant", "calls/s", "vs raw pipelined"],
+        [
+            [name, number(row["calls_per_s"]), ratio(row["calls_per_s"], pipelined)]
+            for name, row in throughput.items()
+        ],
+    )
+    per_message = ", ".join(
+        f"{number(v, '.1f')} ({k})" for k, v in results["calls_per_message"].items()
+    )
     out.append(f"proxy calls per actor message: {per_message}")
     return "\n".join(out)
 
