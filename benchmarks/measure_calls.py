@@ -33,7 +33,12 @@ class CallBenchmarks(Benchmark):
         """The Ray actor baseline, in its own process (run it before the cluster starts)."""
         plan = self.plan
         if not plan.ray:
-            return {"skipped": "not run in --smoke mode (use --ray to include it)"}
+            why = (
+                "in --smoke mode (use --ray to include it)"
+                if plan.name == "smoke"
+                else "(--no-ray)"
+            )
+            return {"skipped": f"not run {why}"}
         return run_module_json(
             [
                 "benchmarks.ray_baseline",
