@@ -2,7 +2,8 @@
 
 Benchmarks rot silently when nobody runs them; this runs the tiny mode once as
 a user would, in a subprocess with its own LocalCluster, and checks that every
-benchmark reported numbers in both the table and the JSON.
+benchmark reported numbers in both the table and the JSON. Judging and
+rendering are pure functions of the results, checked here without a cluster.
 """
 
 from __future__ import annotations
@@ -59,3 +60,67 @@ def test_benchmarks_smoke_run(tmp_path):
     assert results["scale"]["final_statuses"] == {"COMPLETED": results["scale"]["trainings"]}
     assert len(results["targets"]) == 7
     assert "skipped" in results["ray"]
+
+
+@pytest.fixture
+def bench_package(monkeypatch):
+    """The ``benchmarks`` package is not installed: import it from the repository root."""
+    monkeypatch.syspath_prepend(str(REPO))
+
+
+@pytest.mark.usefixtures("bench_package")
+def test_benchmarks_measure_every_section_once_in_run_order():
+    from benchmarks.results import SECTIONS
+    from benchmarks.run import BENCHMARKS
+
+    assert tuple(name for benchmark in BENCHMARKS for name in benchmark.sections) == SECTIONS
+
+
+@pytest.mark.usefixtures("bench_package")
+def test_targets_are_met_not_met_or_na_from_the_numbers_alone():
+    from benchmarks.targets import judge_targets, unmet
+
+    results = {
+        "latency": {
+            "variants": {"proxy": {"p50_us": 900.0}, "raw_dask_direct": {"p50_us": 1000.0}}
+        },
+        "scaling": {"ratio": 1.2},
+        "training": {"error": "RuntimeError: lost"},
+        "ray": {"skipped": "not run (--no-ray)"},
+    }
+    judged = {t["target"]: (t["met"], t["detail"]) for t in judge_targets(results)}
+    assert judged["proxy p50 <= 1.05x raw Dask actor p50"] == (True, "0.90x (900 vs 1000 us)")
+    assert judged["2 replicas >= 1.8x one (CPU-bound)"] == (False, "1.200x")
+    assert judged["proxy p50 <= Ray actor p50"] == (None, "no Ray")
+    assert judged["train() returns < 20 ms (p50)"] == (None, "missing")
+    assert unmet(judge_targets(results))
+
+
+@pytest.mark.usefixtures("bench_package")
+def test_report_names_a_failed_section_and_renders_only_what_ran():
+    from benchmarks.report import render
+    from benchmarks.targets import judge_targets
+
+    results = {
+        "meta": {
+            "plan": "smoke",
+            "commit": "abc1234",
+            "dirty": False,
+            "date": "2026-01-01T00:00:00",
+            "python": "3.11",
+            "caikit": "0",
+            "dask": "0",
+            "distributed": "0",
+            "cpus": 2,
+            "platform": "test",
+            "loadavg_start": [0.0, 0.0, 0.0],
+        },
+        "ray": {"skipped": "not run (--no-ray)"},
+        "scaling": {"error": "RuntimeError: no workers"},
+    }
+    results["targets"] = judge_targets(results)
+    text = render(results)
+    assert "== scaling == FAILED: RuntimeError: no workers" in text
+    assert "Ray baseline skipped: not run (--no-ray)" in text
+    assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
+    assert text.count(" n/a ") == 7
