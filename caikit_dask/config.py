@@ -3,6 +3,10 @@
 Config reaches us as caikit's ``aconfig.Config`` or a plain dict; both are read
 into frozen dataclasses here so that a typo or a wrong type fails at
 construction, naming the key, instead of deep inside Dask later.
+
+Each key is declared once, as a dataclass field made by ``setting``: its parser,
+its default (as it would be written in config) and the adapters that accept it.
+``BackendConfig.TRAINER_KEYS`` / ``INITIALIZER_KEYS`` are derived from those.
 """
 
 from __future__ import annotations
@@ -12,38 +16,39 @@ import json
 import os
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
+import dask.config
 from dask.utils import parse_bytes, parse_timedelta
 from distributed.comm import registry as comm_registry
 from distributed.comm.addressing import parse_address
+from distributed.security import Security
 
-from .errors import DaskConfigError, error
+from .errors import invalid_config as _fail
+from .kubernetes import check_k8s_resources, check_worker_groups
 
-_SECURITY_KEYS = {
-    "tls_ca_file",
-    "tls_client_cert",
-    "tls_client_key",
-    "tls_scheduler_cert",
-    "tls_scheduler_key",
-    "tls_worker_cert",
-    "tls_worker_key",
-    "tls_min_version",
-    "tls_max_version",
-    "require_encryption",
-    "extra_conn_args",
+# The adapters a backend key can belong to.
+TRAINER = "trainer"
+INITIALIZER = "initializer"
+BOTH = (TRAINER, INITIALIZER)
+
+# Whatever distributed's Security accepts, and nothing else.
+SECURITY_KEYS = frozenset(Security.__slots__)
+_TLS_VERSIONS = {
+    version: tls
+    for tls, spellings in (
+        (ssl.TLSVersion.TLSv1_2, (1.2, "1.2", "TLSv1_2")),
+        (ssl.TLSVersion.TLSv1_3, (1.3, "1.3", "TLSv1_3")),
+    )
+    for version in (*spellings, tls)
 }
 
 # caikit's LOCAL trainer spells retention as e.g. "1d2h30m10s"; keep that meaning.
 _RETENTION_EXPR = re.compile(
     r"^((?P<days>\d+?)d)?((?P<hours>\d+?)h)?((?P<minutes>\d+?)m)?((?P<seconds>\d*\.?\d*?)s)?$"
 )
-
-
-def _fail(path: str, problem: str, fix: str) -> None:
-    error("<DSK10000001E>", DaskConfigError(f"Invalid config {path}: {problem}. {fix}"))
 
 
 def _as_plain(value: Any) -> Any:
@@ -157,20 +162,112 @@ def validate_address(path: str, address: str) -> str:
     return address
 
 
-def _check_security_values(path: str, security: dict) -> None:
-    """Certificate files must exist (or be PEM text); TLS versions must be ones ssl knows."""
-    for key, value in security.items():
-        if key.startswith("tls_") and key.endswith(("_file", "_cert", "_key")):
-            _typed(f"{path}.{key}", value, (str,))
-            if value and "-----BEGIN" not in value and not os.path.isfile(value):
-                _fail(f"{path}.{key}", f"no file at {value}", "Give the path of a PEM file.")
-        if key.endswith("_version") and value is not None and value not in _TLS_VERSIONS:
-            _fail(f"{path}.{key}", f"{value!r} is not a TLS version", "Use 1.2 or 1.3.")
-    if "require_encryption" in security:
-        _typed(f"{path}.require_encryption", security["require_encryption"], (bool,))
+def parse_security(path: str, value: Any) -> dict | None:
+    """``Security`` kwargs: its own keys, certificate files that exist (or PEM text),
+    TLS versions as ``ssl.TLSVersion`` (config spells them 1.2 / 1.3)."""
+    if value is None:
+        return None
+    security = _check_keys(path, value, SECURITY_KEYS)
+    for key, item in security.items():
+        where = f"{path}.{key}"
+        if key.endswith("_version"):
+            if item is not None and item not in _TLS_VERSIONS:
+                _fail(where, f"{item!r} is not a TLS version", "Use 1.2 or 1.3.")
+            security[key] = None if item is None else _TLS_VERSIONS[item]
+        elif key == "require_encryption":
+            _typed(where, item, (bool,))
+        elif key == "extra_conn_args":
+            _typed(where, item, (dict,))
+        else:
+            _typed(where, item, (str,))
+            is_path = key != "tls_ciphers" and item and "-----BEGIN" not in item
+            if is_path and not os.path.isfile(item):
+                _fail(where, f"no file at {item}", "Give the path of a PEM file.")
+    return security
 
 
-_TLS_VERSIONS = {1.2, 1.3, "1.2", "1.3", ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3}
+# -- one declaration per key -------------------------------------------------------------
+
+
+def setting(
+    parse: Callable[[str, Any], Any],
+    default: Any = None,
+    adapters: tuple[str, ...] = BOTH,
+    **field_options: Any,
+) -> Any:
+    """Declare a config key once: its parser, its default as written in config, and the
+    adapters (trainer, initializer) that accept it."""
+    metadata = {"parse": parse, "default": default, "adapters": frozenset(adapters)}
+    return dataclasses.field(metadata=metadata, **field_options)
+
+
+def _parse_declared(cls: type, path: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Every declared field of ``cls`` parsed from ``raw`` (its default when absent)."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        declared = field.metadata
+        value = raw.get(field.name)
+        values[field.name] = declared["parse"](
+            f"{path}.{field.name}", declared["default"] if value is None else value
+        )
+    return values
+
+
+def accepted_keys(cls: type, adapter: str) -> frozenset[str]:
+    """The keys of ``cls`` that ``adapter`` accepts."""
+    return frozenset(
+        field.name for field in dataclasses.fields(cls) if adapter in field.metadata["adapters"]
+    )
+
+
+def _of_type(*types: type) -> Callable[[str, Any], Any]:
+    return lambda path, value: _typed(path, value, types)
+
+
+def _count(minimum: int) -> Callable[[str, Any], int]:
+    def parse(path: str, value: Any) -> int:
+        count = _typed(path, value, (int,))
+        if count < minimum:
+            problem = "negative" if minimum == 0 else f"less than {minimum}"
+            _fail(path, f"{count} is {problem}", f"Use {minimum} or more.")
+        return count
+
+    return parse
+
+
+def _duration(path: str, value: Any) -> float | None:
+    return parse_duration(path, value, None)
+
+
+def _address(path: str, value: Any) -> str | None:
+    return None if value is None else validate_address(path, value)
+
+
+def _local(path: str, value: Any) -> dict:
+    local = dict(_typed(path, value, (dict,)))
+    if "resources" in local:
+        local["resources"] = parse_resources(f"{path}.resources", local["resources"])
+    return local
+
+
+def _module_resources(path: str, value: Any) -> dict[str, dict[str, float]]:
+    return {
+        module_id: parse_resources(f"{path}.{module_id}", resources)
+        for module_id, resources in _typed(path, value, (dict,)).items()
+    }
+
+
+# -- the config objects ------------------------------------------------------------------
+
+_ADAPT_KEYS = {
+    "minimum",
+    "maximum",
+    "minimum_cores",
+    "maximum_cores",
+    "interval",
+    "wait_count",
+    "target_duration",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,84 +278,72 @@ class ClusterSpec:
     kwargs: dict
     adapt: dict | None
 
+    @property
+    def is_kubernetes(self) -> bool:
+        """dask-kubernetes classes are built by ``caikit_dask.kubernetes``."""
+        return self.class_path.startswith("dask_kubernetes")
+
+    @classmethod
+    def parse(cls, path: str, value: Any) -> ClusterSpec | None:
+        if value is None:
+            return None
+        raw = _check_keys(path, value, {"class", "kwargs", "adapt"})
+        class_path = _typed(f"{path}.class", raw.get("class"), (str,))
+        if not class_path or "." not in class_path:
+            _fail(
+                f"{path}.class",
+                f"{class_path!r} is not an import path",
+                "Use e.g. dask_kubernetes.operator.KubeCluster.",
+            )
+        adapt = raw.get("adapt")
+        if adapt is not None:
+            adapt = _check_keys(f"{path}.adapt", adapt, _ADAPT_KEYS)
+        spec = cls(
+            class_path=class_path,
+            kwargs=_typed(f"{path}.kwargs", raw.get("kwargs"), (dict,), {}),
+            adapt=adapt,
+        )
+        if spec.is_kubernetes:
+            kwargs = spec.kwargs
+            check_worker_groups(f"{path}.kwargs.worker_groups", kwargs.get("worker_groups"))
+            for key in ("resources", "scheduler_resources"):
+                check_k8s_resources(f"{path}.kwargs.{key}", kwargs.get(key))
+        return spec
+
 
 @dataclasses.dataclass(frozen=True)
 class ConnectionConfig:
     """``connection``: where the Dask scheduler is and how to reach it."""
 
-    address: str | None = None
-    scheduler_file: str | None = None
-    cluster: ClusterSpec | None = None
-    local: dict = dataclasses.field(default_factory=dict)
-    use_current_client: bool = True
-    security: dict | None = dataclasses.field(default=None, repr=False)  # may hold a PEM key
-    timeout: float = 30.0
-    direct_to_workers: bool = True
+    address: str | None = setting(_address)
+    scheduler_file: str | None = setting(_of_type(str))
+    cluster: ClusterSpec | None = setting(ClusterSpec.parse)
+    local: dict = setting(_local, {})
+    use_current_client: bool = setting(_of_type(bool), True)
+    security: dict | None = setting(parse_security, repr=False)  # may hold a PEM key
+    timeout: float | None = setting(_duration)  # None: dask's distributed.comm.timeouts.connect
+    direct_to_workers: bool = setting(_of_type(bool), True)
 
     @classmethod
     def from_mapping(cls, mapping: Any, path: str = "connection") -> ConnectionConfig:
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        raw = _check_keys(path, mapping, allowed)
+        if isinstance(mapping, ConnectionConfig):
+            return mapping
+        raw = _check_keys(path, mapping, {field.name for field in dataclasses.fields(cls)})
         targets = [key for key in ("address", "scheduler_file", "cluster") if raw.get(key)]
         if len(targets) > 1:
             _fail(path, f"{' and '.join(targets)} are both set", "Give only one of them.")
-        address = raw.get("address")
-        if address is not None:
-            validate_address(f"{path}.address", address)
-        scheduler_file = _typed(f"{path}.scheduler_file", raw.get("scheduler_file"), (str,))
-        cluster = None
-        if raw.get("cluster") is not None:
-            cluster_raw = _check_keys(
-                f"{path}.cluster", raw["cluster"], {"class", "kwargs", "adapt"}
-            )
-            class_path = _typed(f"{path}.cluster.class", cluster_raw.get("class"), (str,))
-            if not class_path or "." not in class_path:
-                _fail(
-                    f"{path}.cluster.class",
-                    f"{class_path!r} is not an import path",
-                    "Use e.g. dask_kubernetes.operator.KubeCluster.",
-                )
-            adapt = cluster_raw.get("adapt")
-            if adapt is not None:
-                adapt = _check_keys(
-                    f"{path}.cluster.adapt",
-                    adapt,
-                    {
-                        "minimum",
-                        "maximum",
-                        "minimum_cores",
-                        "maximum_cores",
-                        "interval",
-                        "wait_count",
-                        "target_duration",
-                    },
-                )
-            cluster = ClusterSpec(
-                class_path=class_path,
-                kwargs=_typed(f"{path}.cluster.kwargs", cluster_raw.get("kwargs"), (dict,), {}),
-                adapt=adapt,
-            )
-        local = _typed(f"{path}.local", raw.get("local"), (dict,), {})
-        if "resources" in local:
-            local["resources"] = parse_resources(f"{path}.local.resources", local["resources"])
-        security = raw.get("security")
-        if security is not None:
-            security = _check_keys(f"{path}.security", security, _SECURITY_KEYS)
-            _check_security_values(f"{path}.security", security)
-        return cls(
-            address=address,
-            scheduler_file=scheduler_file,
-            cluster=cluster,
-            local=local,
-            use_current_client=_typed(
-                f"{path}.use_current_client", raw.get("use_current_client"), (bool,), True
-            ),
-            security=security,
-            timeout=parse_duration(f"{path}.timeout", raw.get("timeout"), 30.0),
-            direct_to_workers=_typed(
-                f"{path}.direct_to_workers", raw.get("direct_to_workers"), (bool,), True
-            ),
-        )
+        return cls(**_parse_declared(cls, path, raw))
+
+    @classmethod
+    def parse(cls, path: str, value: Any) -> ConnectionConfig:
+        return cls.from_mapping(value, path)
+
+    @property
+    def connect_timeout(self) -> float:
+        """``timeout``, else dask's ``distributed.comm.timeouts.connect`` read now."""
+        if self.timeout is not None:
+            return self.timeout
+        return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s"))
 
     def sharing_key(self) -> str:
         """Equal mappings share one client: the key is the canonical JSON of the config."""
@@ -269,74 +354,32 @@ class ConnectionConfig:
 class BackendConfig:
     """Everything a DaskBackend reads; trainers and initializers accept a subset."""
 
-    connection: ConnectionConfig
-    resources: dict
-    module_resources: dict
-    retries: int
-    retention_duration: timedelta | None
-    resource_timeout: float
-    replicas: int
-    call_timeout: float
-    health_check_period: float
-    max_payload_size: int | None
+    connection: ConnectionConfig = setting(ConnectionConfig.parse, {})
+    resources: dict = setting(parse_resources, {})
+    module_resources: dict = setting(_module_resources, {}, (TRAINER,))
+    retries: int = setting(_count(0), 0, (TRAINER,))
+    retention_duration: timedelta | None = setting(parse_retention, None, (TRAINER,))
+    resource_timeout: float = setting(_duration, "60s", (TRAINER,))
+    replicas: int = setting(_count(1), 1, (INITIALIZER,))
+    call_timeout: float = setting(_duration, "60s", (INITIALIZER,))
+    health_check_period: float = setting(_duration, "2s", (INITIALIZER,))
+    max_payload_size: int | None = setting(parse_size)
 
-    TRAINER_KEYS = frozenset(
-        {
-            "connection",
-            "resources",
-            "module_resources",
-            "retries",
-            "retention_duration",
-            "resource_timeout",
-            "max_payload_size",
-        }
-    )
-    INITIALIZER_KEYS = frozenset(
-        {
-            "connection",
-            "resources",
-            "replicas",
-            "call_timeout",
-            "health_check_period",
-            "max_payload_size",
-        }
-    )
-    BACKEND_KEYS = TRAINER_KEYS | INITIALIZER_KEYS
+    TRAINER_KEYS: ClassVar[frozenset[str]]
+    INITIALIZER_KEYS: ClassVar[frozenset[str]]
+    BACKEND_KEYS: ClassVar[frozenset[str]]
 
     @classmethod
     def from_mapping(
-        cls, mapping: Any, path: str = "config", allowed: frozenset = BACKEND_KEYS
+        cls, mapping: Any, path: str = "config", allowed: frozenset | None = None
     ) -> BackendConfig:
         if isinstance(mapping, BackendConfig):
             return mapping
+        allowed = cls.BACKEND_KEYS if allowed is None else allowed
         raw = _check_keys(path, mapping or {}, set(allowed), CAIKIT_LOCAL_DEFAULT_KEYS)
-        module_resources = _typed(
-            f"{path}.module_resources", raw.get("module_resources"), (dict,), {}
-        )
-        retries = _typed(f"{path}.retries", raw.get("retries"), (int,), 0)
-        if retries < 0:
-            _fail(f"{path}.retries", f"{retries} is negative", "Use 0 or more.")
-        replicas = _typed(f"{path}.replicas", raw.get("replicas"), (int,), 1)
-        if replicas < 1:
-            _fail(f"{path}.replicas", f"{replicas} is less than 1", "Use 1 or more.")
-        return cls(
-            connection=ConnectionConfig.from_mapping(raw.get("connection"), f"{path}.connection"),
-            resources=parse_resources(f"{path}.resources", raw.get("resources")),
-            module_resources={
-                module_id: parse_resources(f"{path}.module_resources.{module_id}", value)
-                for module_id, value in module_resources.items()
-            },
-            retries=retries,
-            retention_duration=parse_retention(
-                f"{path}.retention_duration", raw.get("retention_duration")
-            ),
-            resource_timeout=parse_duration(
-                f"{path}.resource_timeout", raw.get("resource_timeout"), 60.0
-            ),
-            replicas=replicas,
-            call_timeout=parse_duration(f"{path}.call_timeout", raw.get("call_timeout"), 60.0),
-            health_check_period=parse_duration(
-                f"{path}.health_check_period", raw.get("health_check_period"), 2.0
-            ),
-            max_payload_size=parse_size(f"{path}.max_payload_size", raw.get("max_payload_size")),
-        )
+        return cls(**_parse_declared(cls, path, raw))
+
+
+BackendConfig.TRAINER_KEYS = accepted_keys(BackendConfig, TRAINER)
+BackendConfig.INITIALIZER_KEYS = accepted_keys(BackendConfig, INITIALIZER)
+BackendConfig.BACKEND_KEYS = BackendConfig.TRAINER_KEYS | BackendConfig.INITIALIZER_KEYS

@@ -20,15 +20,17 @@ from distributed.utils import import_term
 
 from .config import ConnectionConfig
 from .errors import DaskBackendError, DaskConfigError, error
+from .formatting import seconds
 from .training.events import DATASET_PREFIX, SUBSCRIBED_TOPICS
 
 log = alog.use_channel("DASK-CONN")
 
+# No ``host``: LocalCluster already binds 127.0.0.1 over tcp, and a host would break the
+# in-process (``processes: false``, inproc://) cluster.
 _LOCAL_DEFAULTS = {
     "n_workers": 2,
     "threads_per_worker": 1,
     "processes": True,
-    "host": "127.0.0.1",
     "dashboard_address": "127.0.0.1:0",
 }
 
@@ -156,7 +158,7 @@ class DaskConnection:
                 DaskBackendError(
                     f"The Dask scheduler at {self.scheduler_address} is unreachable "
                     f"(client {client.status}); it is retried for connection.timeout="
-                    f"{self.config.timeout:g}s. Check that the scheduler is up."
+                    f"{seconds(self.config.connect_timeout)}. Check that the scheduler is up."
                 ),
             )
 
@@ -192,8 +194,9 @@ class DaskConnection:
         return Security(**self.config.security)
 
     def _connect(self, target: Any, scheduler_file: str | None = None) -> Client:
+        timeout = self.config.connect_timeout
         kwargs: dict[str, Any] = {
-            "timeout": self.config.timeout,
+            "timeout": timeout,
             "set_as_default": False,
             "direct_to_workers": self.config.direct_to_workers,
         }
@@ -209,12 +212,11 @@ class DaskConnection:
                 "<DSK10000002E>",
                 DaskBackendError(
                     f"Could not reach the Dask scheduler at {where} within "
-                    f"{self.config.timeout:g}s ({type(err).__name__}: {err}). Check that the "
+                    f"{seconds(timeout)} ({type(err).__name__}: {err}). Check that the "
                     "scheduler is running and that connection.address / scheduler_file "
                     "and connection.security are right."
                 ),
             )
-            raise  # unreachable: error() raises
 
     def _build_cluster(self) -> Any:
         spec = self.config.cluster
@@ -229,7 +231,7 @@ class DaskConnection:
                     "(e.g. caikit-dask[kubernetes] for dask_kubernetes)."
                 ),
             )
-        if spec.class_path.startswith("dask_kubernetes"):
+        if spec.is_kubernetes:
             from .kubernetes import build_kube_cluster
 
             cluster = build_kube_cluster(cluster_class, dict(spec.kwargs))

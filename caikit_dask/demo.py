@@ -16,6 +16,7 @@ import dask
 from caikit.core.modules import ModuleConfig
 
 from caikit_dask import DaskModelInitializer, DaskModelTrainer
+from caikit_dask.cluster_state import workers
 from caikit_dask.connection import DaskConnection
 from caikit_dask.example import TextClassifier
 
@@ -43,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = trainer.backend.client
         print(
-            f"Dask cluster: {len(client.scheduler_info(n_workers=-1)['workers'])} worker "
-            f"processes at {client.scheduler.address}"
+            f"Dask cluster: {len(workers(client))} worker processes at {client.scheduler.address}"
         )
         print(f"Dashboard:    {client.dashboard_link}")
 

@@ -14,6 +14,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from dask.utils import format_time
+
+from .formatting import whole
 from .progress import last_known_progress, latest_progress
 
 _STATUS_COLOURS = {
@@ -44,12 +47,7 @@ def _format_time(value: datetime | None) -> str:
 def _duration(start: datetime | None, end: datetime | None) -> str | None:
     if start is None:
         return None
-    seconds = ((end or datetime.now()) - start).total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+    return format_time(((end or datetime.now()) - start).total_seconds())
 
 
 def _dashboard(training: Any) -> tuple[str | None, str | None, str | None]:
@@ -118,13 +116,7 @@ def training_summary(obj: Any, refresh_progress: bool = False) -> dict[str, Any]
 def _resources_text(resources: dict[str, Any]) -> str:
     if not resources:
         return "none"
-    return ", ".join(f"{name}={_amount(amount)}" for name, amount in resources.items())
-
-
-def _amount(amount: Any) -> str:
-    if isinstance(amount, float) and amount.is_integer():
-        return str(int(amount))
-    return str(amount)
+    return ", ".join(f"{name}={whole(amount)}" for name, amount in resources.items())
 
 
 def training_text(obj: Any) -> str:

@@ -52,6 +52,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .errors import invalid_config
+from .formatting import whole
+
 GPU_RESOURCE = "GPU"
 DEFAULT_GPU_RESOURCE_NAME = "nvidia.com/gpu"
 
@@ -79,18 +82,20 @@ _SPEC_KWARGS = (
 )
 
 # Keys of one ``worker_groups`` entry (the keyword arguments of ``worker_spec``).
-_GROUP_KWARGS = {
-    "image",
-    "n_workers",
-    "resources",
-    "k8s_resources",
-    "env",
-    "worker_command",
-    "gpu_resource_name",
-    "security_context",
-    "volumes",
-    "volume_mounts",
-}
+WORKER_GROUP_KEYS = frozenset(
+    {
+        "image",
+        "n_workers",
+        "resources",
+        "k8s_resources",
+        "env",
+        "worker_command",
+        "gpu_resource_name",
+        "security_context",
+        "volumes",
+        "volume_mounts",
+    }
+)
 
 # Cluster-wide kwargs that worker groups inherit unless they set their own.
 _SHARED_GROUP_KWARGS = (
@@ -134,18 +139,13 @@ def dask_resources_args(resources: Mapping[str, float] | None) -> list[str]:
     """``--resources GPU=1 MEMORY=16e9`` for ``dask worker``; nothing for no resources."""
     if not resources:
         return []
-    pairs = []
-    for name, amount in resources.items():
-        amount = float(amount)
-        pairs.append(f"{name}={int(amount) if amount.is_integer() else amount}")
+    pairs = [f"{name}={whole(float(amount))}" for name, amount in resources.items()]
     return ["--resources", " ".join(pairs)]
 
 
 def _k8s_quantity(value: Any) -> str:
     """The DaskCluster CRD types requests/limits as strings; ``1`` must be ``"1"``."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
+    return str(whole(value))
 
 
 def _k8s_resources(resources: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
@@ -391,6 +391,70 @@ def _load_custom_spec(custom: str | dict) -> dict:
     return custom
 
 
+def check_worker_groups(path: str, groups: Any) -> None:
+    """Refuse a ``worker_groups`` mapping that could not become DaskWorkerGroups.
+
+    Called when the config is read, so a mistake names its key at construction
+    rather than surfacing when the cluster is built.
+    """
+    example = "e.g. {gpu: {n_workers: 1, resources: {GPU: 1}}}"
+    if groups is None:
+        return
+    if not isinstance(groups, Mapping):
+        invalid_config(path, "expected a mapping of group name to settings", f"Give {example}.")
+    for name, group in groups.items():
+        where = f"{path}.{name}"
+        if group is None:
+            continue
+        if not isinstance(group, Mapping):
+            invalid_config(where, f"expected a mapping, got {type(group).__name__}", example)
+        unknown = sorted(set(group) - WORKER_GROUP_KEYS)
+        if unknown:
+            invalid_config(
+                f"{where}.{unknown[0]}",
+                "unknown key",
+                f"Known keys: {', '.join(sorted(WORKER_GROUP_KEYS))}.",
+            )
+        n_workers = group.get("n_workers", 1)
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
+            invalid_config(f"{where}.n_workers", f"{n_workers!r} is not a count", "Use e.g. 1.")
+        for key in ("image", "gpu_resource_name"):
+            if group.get(key) is not None and not isinstance(group[key], str):
+                invalid_config(f"{where}.{key}", "expected a string", "Fix the value's type.")
+        _check_dask_resources(f"{where}.resources", group.get("resources"))
+        check_k8s_resources(f"{where}.k8s_resources", group.get("k8s_resources"))
+
+
+def _check_dask_resources(path: str, resources: Any) -> None:
+    if resources is None:
+        return
+    if not isinstance(resources, Mapping):
+        invalid_config(path, "expected a mapping of Dask resources", "Use e.g. {GPU: 1}.")
+    for name, amount in resources.items():
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+            invalid_config(f"{path}.{name}", f"{amount!r} is not a non-negative number", "Use 1.")
+    gpus = resources.get(GPU_RESOURCE, 0)
+    if not float(gpus).is_integer():
+        invalid_config(f"{path}.{GPU_RESOURCE}", f"{gpus} is not a whole number", "Use e.g. 1.")
+
+
+def check_k8s_resources(path: str, resources: Any) -> None:
+    """Kubernetes requests/limits: only ``requests`` and ``limits``, each a mapping."""
+    if resources is None:
+        return
+    if not isinstance(resources, Mapping):
+        invalid_config(path, "expected {requests: ..., limits: ...}", "Give a mapping.")
+    for field, values in resources.items():
+        if field not in ("requests", "limits"):
+            invalid_config(
+                f"{path}.{field}",
+                "Kubernetes resources have only 'requests' and 'limits'",
+                "Dask worker resources such as GPU go into a worker group's 'resources'.",
+            )
+        if values is not None and not isinstance(values, Mapping):
+            invalid_config(f"{path}.{field}", "expected a mapping", "Use e.g. {cpu: '1'}.")
+
+
 def build_kube_cluster(cluster_class: type, kwargs: Mapping[str, Any]) -> Any:
     """Start ``cluster_class`` (a KubeCluster) from ``connection.cluster.kwargs``.
 
@@ -412,14 +476,9 @@ def build_kube_cluster(cluster_class: type, kwargs: Mapping[str, Any]) -> Any:
     shared = {key: spec_kwargs[key] for key in _SHARED_GROUP_KWARGS if key in spec_kwargs}
     shared.setdefault("image", spec["spec"]["worker"]["spec"]["containers"][0].get("image"))
     group_specs = {}
+    check_worker_groups("connection.cluster.kwargs.worker_groups", groups)
     for group_name, group in groups.items():
         group = dict(group or {})
-        unknown = sorted(set(group) - _GROUP_KWARGS)
-        if unknown:
-            raise ValueError(
-                f"connection.cluster.kwargs.worker_groups.{group_name}.{unknown[0]}: unknown key;"
-                f" known keys: {', '.join(sorted(_GROUP_KWARGS))}"
-            )
         group.setdefault("k8s_resources", spec_kwargs.get("resources"))
         group_specs[group_name] = worker_group_spec(cluster_name, group_name, **{**shared, **group})
 

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .formatting import whole
+
 PROGRESS_LOGGER = "caikit_dask.progress"
 _MARKER = "progress "
 # "epoch 3/10", "Step 30 / 100", "iteration 7/20": a counted unit, then "<n>/<m>".
@@ -85,11 +87,8 @@ class Progress:
 
 
 def _number(value: Any) -> str:
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.4g}"
-    return str(value)
+    value = whole(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 # -- worker side ---------------------------------------------------------------------------
@@ -386,5 +385,4 @@ def _update_bar(
 
 def _whole(value: float) -> float:
     """Counts as ints when they are whole, so the bar shows ``3/10`` rather than ``3.0/10.0``."""
-    value = float(value)
-    return int(value) if value.is_integer() else value
+    return whole(float(value))

@@ -10,6 +10,8 @@ from typing import Any
 
 import dask
 
+from .formatting import whole
+
 
 def submit_options(
     resources: dict[str, float],
@@ -53,9 +55,10 @@ def describe_missing(worker_resources: dict[str, dict[str, float]], wanted: dict
     missing = {
         name: amount for name, amount in wanted.items() if offered.get(name, 0) < amount
     } or wanted
+    flags = ",".join(f"{name}={whole(amount)}" for name, amount in missing.items())
     return (
         f"no Dask worker offers resources {missing} "
         f"(the {len(worker_resources)} workers offer at most {offered or 'no resources'}). "
         f"Start workers with e.g. `dask worker --resources "
-        f"{','.join(f'{k}={v:g}' for k, v in missing.items())}` or change the requested resources"
+        f"{flags}` or change the requested resources"
     )

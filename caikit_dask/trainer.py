@@ -92,11 +92,6 @@ class DaskModelTrainer(ModelTrainerBase):
 
     def __init__(self, config: aconfig.Config, instance_name: str):
         self._instance_name = instance_name
-        self.settings = BackendConfig.from_mapping(
-            config,
-            f"model_management.trainers.{instance_name}.config",
-            BackendConfig.TRAINER_KEYS,
-        )
         self.backend = DaskBackend(
             config,
             path=f"model_management.trainers.{instance_name}.config",
@@ -104,6 +99,11 @@ class DaskModelTrainer(ModelTrainerBase):
         )
         self._futures: dict[str, DaskModelTrainFuture] = {}
         self._futures_lock = threading.Lock()
+
+    @property
+    def settings(self) -> BackendConfig:
+        """The config, parsed once by the backend (and again only on ``register_config``)."""
+        return self.backend.settings
 
     def train(
         self,

@@ -1,10 +1,23 @@
 """Garbage config fails at construction, naming the key and the fix."""
 
+import re
+import ssl
+from pathlib import Path
+
 import pytest
+from distributed.security import Security
 
 from caikit_dask import DaskBackend, DaskModelInitializer, DaskModelTrainer
 from caikit_dask.config import BackendConfig, ConnectionConfig
 from caikit_dask.errors import DaskConfigError
+
+
+def kube_groups(groups):
+    """A KubeCluster connection with these worker_groups (not built: only read)."""
+    kwargs = {"name": "c", "worker_groups": groups}
+    cluster = {"class": "dask_kubernetes.operator.KubeCluster", "kwargs": kwargs}
+    return {"connection": {"cluster": cluster}}
+
 
 BAD_CONFIGS = [
     ({"conection": {}}, "conection: unknown key"),
@@ -26,6 +39,14 @@ BAD_CONFIGS = [
     ({"replicas": 0}, "replicas"),
     ({"call_timeout": "-5s"}, "call_timeout"),
     ({"module_resources": {"m": {"GPU": "x"}}}, "module_resources.m.GPU"),
+    ({"connection": {"security": {"tls_min_version": 1.1}}}, "tls_min_version: 1.1 is not a TLS"),
+    ({"connection": {"security": {"tls_ciphers": 5}}}, "security.tls_ciphers: expected str"),
+    (kube_groups({"gpu": {"gpus": 1}}), "worker_groups.gpu.gpus: unknown key"),
+    (kube_groups({"gpu": {"n_workers": "2"}}), "worker_groups.gpu.n_workers"),
+    (kube_groups({"gpu": {"resources": {"GPU": 0.5}}}), "worker_groups.gpu.resources.GPU"),
+    (kube_groups({"gpu": {"resources": {"GPU": "one"}}}), "worker_groups.gpu.resources.GPU"),
+    (kube_groups({"gpu": {"k8s_resources": {"request": {}}}}), "gpu.k8s_resources.request"),
+    (kube_groups(["gpu"]), "worker_groups: expected a mapping"),
 ]
 
 
@@ -75,3 +96,50 @@ def test_max_payload_size_parses_dask_sizes():
     assert BackendConfig.from_mapping({}).max_payload_size is None
     with pytest.raises(DaskConfigError, match="max_payload_size"):
         BackendConfig.from_mapping({"max_payload_size": "lots"})
+
+
+def test_trainer_parses_its_config_once():
+    trainer = DaskModelTrainer({"retention_duration": "1h"}, "once")
+    assert trainer.settings is trainer.backend.settings
+
+
+def test_security_takes_what_dask_security_takes():
+    with pytest.raises(DaskConfigError) as caught:
+        ConnectionConfig.from_mapping({"security": {"tls_cipher": "x"}})
+    assert all(key in str(caught.value) for key in Security.__slots__)
+    config = ConnectionConfig.from_mapping(
+        {"security": {"tls_min_version": 1.2, "tls_max_version": "1.3", "tls_ciphers": "ECDHE"}}
+    )
+    assert config.security == {
+        "tls_min_version": ssl.TLSVersion.TLSv1_2,
+        "tls_max_version": ssl.TLSVersion.TLSv1_3,
+        "tls_ciphers": "ECDHE",
+    }
+
+
+def test_valid_worker_groups_are_accepted_at_construction():
+    groups = {"gpu": {"n_workers": 1, "resources": {"GPU": 1}, "k8s_resources": {"limits": {}}}}
+    config = BackendConfig.from_mapping(kube_groups(groups))
+    assert config.connection.cluster.kwargs["worker_groups"] == groups
+
+
+def test_readme_config_table_matches_the_declarations():
+    """Every backend key is in README's table, saying which adapters take it."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)[^`]*` \| (both|trainer|initializer) \|", readme, re.M))
+    for key in BackendConfig.BACKEND_KEYS:
+        trainer = key in BackendConfig.TRAINER_KEYS
+        initializer = key in BackendConfig.INITIALIZER_KEYS
+        where = "both" if trainer and initializer else "trainer" if trainer else "initializer"
+        assert rows.get(key) == where, f"README says {key} is for {rows.get(key)}, not {where}"
+
+
+def test_public_exception_types_import_from_errors():
+    from caikit_dask import errors
+    from caikit_dask.training import by_value, worker_side
+
+    assert errors.TrainingCanceled is worker_side.TrainingCanceled
+    assert errors.TrainingResultLost is worker_side.TrainingResultLost
+    assert errors.ByValueError is by_value.ByValueError
+    with pytest.raises(AttributeError):
+        errors.NoSuchError  # noqa: B018

@@ -1,11 +1,16 @@
 """The connection: embedded LocalCluster by default, the current client, sharing, closing."""
 
+import socket
+import time
+
+import dask
 import pytest
+from caikit.core.modules import ModuleConfig
 from distributed import Client, LocalCluster
 
 from caikit_dask import DaskBackend, DaskModelInitializer, DaskModelTrainer
 from caikit_dask.connection import DaskConnection
-from caikit_dask.errors import DaskConfigError
+from caikit_dask.errors import DaskBackendError, DaskConfigError
 from caikit_dask.example import TextClassifier
 
 
@@ -67,7 +72,7 @@ def test_cluster_class_from_an_import_path_with_adapt():
     )
     backend.start()
     try:
-        assert backend.train(TextClassifier, epochs=2).run("nice").label
+        assert backend.client.submit(sum, [1, 2]).result(timeout=20) == 3
         assert backend.connection._cluster._adaptive is not None
     finally:
         backend.stop()
@@ -77,3 +82,47 @@ def test_unimportable_cluster_class_names_the_key():
     backend = DaskBackend({"connection": {"cluster": {"class": "no_such_pkg.Cluster"}}})
     with pytest.raises(DaskConfigError, match="connection.cluster.class"):
         backend.start()
+
+
+def test_in_process_local_cluster_serves(trained_model_dir):
+    """``local: {processes: false}``: scheduler and workers in this process (inproc://)."""
+    config = {"local": {"processes": False, "n_workers": 1}, "use_current_client": False}
+    backend = DaskBackend({"connection": config})
+    backend.start()
+    try:
+        assert backend.connection._cluster.scheduler_address.startswith("inproc://")
+        assert backend.client.submit(sum, [1, 2]).result(timeout=20) == 3
+        proxy = backend.load(ModuleConfig.load(trained_model_dir))
+        assert proxy.run("nice").label == TextClassifier.load(trained_model_dir).run("nice").label
+        proxy.close()
+    finally:
+        backend.stop()
+
+
+def test_timeout_defaults_to_dask_connect_timeout(local_cluster):
+    """Without connection.timeout the client uses distributed.comm.timeouts.connect, read
+    when it connects; an explicit connection.timeout still wins."""
+    address = local_cluster.scheduler_address
+    with dask.config.set({"distributed.comm.timeouts.connect": "7s"}):
+        from_dask = DaskBackend({"connection": {"address": address}})
+        given = DaskBackend({"connection": {"address": address, "timeout": "12s"}})
+        try:
+            assert from_dask.client._timeout == 7
+            assert given.client._timeout == 12
+        finally:
+            from_dask.connection.close()
+            given.connection.close()
+
+
+def test_unreachable_scheduler_fails_within_dask_connect_timeout():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{unused.getsockname()[1]}"
+    backend = DaskBackend({"connection": {"address": address}})
+    started = time.monotonic()
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
+        pytest.raises(DaskBackendError, match=f"at {address} within 1s"),
+    ):
+        backend.start()
+    assert time.monotonic() - started < 15

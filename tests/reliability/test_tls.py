@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from cluster_support import actor_keys_on_workers, poll, run_in_threads, worker_
 from dask_testlib import FaultModule, save_fault_model
 from reliability_support import TLSProcessCluster, call_within, make_tls_files
 
-from caikit_dask import DaskModelInitializer, DaskModelTrainer
+from caikit_dask import DaskBackend, DaskModelInitializer, DaskModelTrainer
 from caikit_dask.config import ConnectionConfig
 from caikit_dask.connection import DaskConnection
 from caikit_dask.errors import DaskConfigError
@@ -153,6 +154,34 @@ def test_concurrent_calls_over_tls(tls_connection, tmp_path):
     pids = set().union(*(value for value in values if isinstance(value, set)))
     assert errors == []
     assert len(pids) == 2
+
+
+# -- security settings as written in config ------------------------------------------------
+
+SECURITY_AS_WRITTEN = {
+    "tls_min_version 1.2": ({"tls_min_version": 1.2}, "tls_min_version", ssl.TLSVersion.TLSv1_2),
+    "tls_max_version '1.3'": (
+        {"tls_max_version": "1.3"},
+        "tls_max_version",
+        ssl.TLSVersion.TLSv1_3,
+    ),
+    "tls_ciphers": ({"tls_ciphers": "ECDHE+AESGCM"}, "tls_ciphers", "ECDHE+AESGCM"),
+}
+
+
+@pytest.mark.parametrize("case", SECURITY_AS_WRITTEN)
+def test_security_settings_as_written_in_config_connect(case, tls_cluster, tls):
+    """TLS versions spelled 1.2 / "1.3" and ``tls_ciphers`` reach Dask's Security and
+    the client connects with them."""
+    overrides, key, expected = SECURITY_AS_WRITTEN[case]
+    mapping = {"address": tls_cluster.address, "security": tls.security(**overrides)}
+    backend = DaskBackend({"connection": {**mapping, "timeout": "20s"}})
+    try:
+        client = call_within(30, lambda: backend.client)
+        assert call_within(30, client.submit(sum, [1, 2]).result, 20) == 3
+        assert getattr(client.security, key) == expected
+    finally:
+        backend.connection.close()
 
 
 # -- refused clients -------------------------------------------------------------------------

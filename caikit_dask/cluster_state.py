@@ -1,0 +1,22 @@
+"""What the scheduler knows about its workers, read the one way that sees them all.
+
+``Client.scheduler_info()`` listed only the first five workers unless asked with
+``n_workers=-1`` (the default changed across distributed versions); reading
+through here asks for all of them, in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distributed import Client
+
+
+def workers(client: Client) -> dict[str, dict[str, Any]]:
+    """Every worker the scheduler knows: address -> its info (resources, name, ...)."""
+    return client.scheduler_info(n_workers=-1)["workers"]
+
+
+def worker_resources(client: Client) -> dict[str, dict[str, float]]:
+    """Every worker's declared resources (``{GPU: 1}``), by address."""
+    return {address: info.get("resources") or {} for address, info in workers(client).items()}
