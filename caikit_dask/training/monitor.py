@@ -2,11 +2,12 @@
 
 One monitor per client subscribes to the training topics and to the scheduler's
 worker-removal events, so status changes reach ``get_info``/``wait`` as they
-happen, without polling.
+happen, without polling; the subscriptions end when a connection closes the client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import Client
 
+from ..connection import DaskConnection
 from . import events
 
 if TYPE_CHECKING:
@@ -47,7 +49,16 @@ class TrainingMonitor:
                 monitor = cls(client)
                 monitor._client_ref = weakref.ref(client)
                 cls._monitors[id(client)] = monitor
+                DaskConnection.on_close(client, monitor._unsubscribe)
             return monitor
+
+    def _unsubscribe(self, cluster_closes: bool) -> None:
+        client = self._client_ref()
+        if client is None:
+            return
+        for topic in events.SUBSCRIBED_TOPICS:
+            with contextlib.suppress(ValueError):  # never subscribed
+                client.unsubscribe_topic(topic)
 
     def expect(self, training_id: str) -> None:
         """Call before submitting: events for this id are kept until ``follow``."""

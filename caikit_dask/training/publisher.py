@@ -6,10 +6,12 @@ waiting for that in ``train()`` was most of its time. Here a short-lived thread
 publishes whatever queued since its last call in one ``publish_dataset`` call,
 so ``train()`` returns at once and 1,000 submissions cost a few flushes, not
 1,000. Another process finds a training once its record is published.
+Nothing outlives an embedded cluster: the records are dropped before it closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from concurrent.futures import Future
@@ -17,7 +19,9 @@ from typing import Any
 
 from distributed import Client
 
+from ..connection import DaskConnection
 from ..errors import log
+from .events import DATASET_PREFIX
 
 
 class DatasetPublisher:
@@ -32,7 +36,18 @@ class DatasetPublisher:
             publisher = cls._by_client.get(client)
             if publisher is None:
                 publisher = cls._by_client[client] = cls(client)
+                DaskConnection.on_close(client, publisher._drop_with_cluster)
             return publisher
+
+    def _drop_with_cluster(self, cluster_closes: bool) -> None:
+        """Drop the trainings' records quietly before their embedded cluster goes."""
+        client = self._client()
+        if not cluster_closes or client is None:
+            return
+        with contextlib.suppress(Exception):
+            for name in client.list_datasets():
+                if str(name).startswith(DATASET_PREFIX):
+                    client.unpublish_dataset(name)
 
     def __init__(self, client: Client):
         self._client = weakref.ref(client)
