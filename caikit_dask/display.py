@@ -14,7 +14,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from dask.utils import format_time
+
 from .progress import last_known_progress, latest_progress
+from .training.handle import training_of
 
 _STATUS_COLOURS = {
     "QUEUED": "#6c757d",
@@ -23,10 +26,6 @@ _STATUS_COLOURS = {
     "ERRORED": "#dc3545",
     "CANCELED": "#fd7e14",
 }
-
-
-def _training_of(obj: Any) -> Any:
-    return getattr(obj, "training", None) or obj
 
 
 def _time(value: Any) -> datetime | None:
@@ -44,12 +43,7 @@ def _format_time(value: datetime | None) -> str:
 def _duration(start: datetime | None, end: datetime | None) -> str | None:
     if start is None:
         return None
-    seconds = ((end or datetime.now()) - start).total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+    return format_time(((end or datetime.now()) - start).total_seconds())
 
 
 def _dashboard(training: Any) -> tuple[str | None, str | None, str | None]:
@@ -77,7 +71,7 @@ def training_summary(obj: Any, refresh_progress: bool = False) -> dict[str, Any]
     ``refresh_progress`` asks the scheduler for the latest progress of a running
     training (one call); otherwise the last progress this process saw is shown.
     """
-    training = _training_of(obj)
+    training = training_of(obj)
     info = training.info()
     status = info.status.name
     if refresh_progress and status == "RUNNING":

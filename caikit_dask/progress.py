@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .training.handle import training_of
+
 PROGRESS_LOGGER = "caikit_dask.progress"
 _MARKER = "progress "
 # "epoch 3/10", "Step 30 / 100", "iteration 7/20": a counted unit, then "<n>/<m>".
@@ -198,7 +200,7 @@ def _alog_text(text: str) -> str:
 
 def latest_progress(training: Any, events: Any = None) -> Progress | None:
     """The last progress a training reported (from the scheduler's event log)."""
-    training = _training_of(training)
+    training = training_of(training)
     if events is None:
         from .training import events as training_events
 
@@ -225,11 +227,6 @@ def latest_progress(training: Any, events: Any = None) -> Progress | None:
 def last_known_progress(training_id: str) -> Progress | None:
     """The progress last seen in this process for ``training_id`` (no scheduler call)."""
     return _latest.get(training_id)
-
-
-def _training_of(obj: Any) -> Any:
-    """A DaskTraining from itself or from a DaskModelTrainFuture (``.training``)."""
-    return getattr(obj, "training", None) or obj
 
 
 # -- caller side: the bar ------------------------------------------------------------------
@@ -317,7 +314,7 @@ def wait_with_progress(
     every change, or ``False``/``None`` to wait without showing anything. The bar ends
     on the training's final status; errors are not raised here (``load()`` raises them).
     """
-    training = _training_of(training)
+    training = training_of(training)
     if not progress:
         return training.wait(timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
