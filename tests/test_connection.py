@@ -4,6 +4,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from caikit_dask import DaskBackend, DaskModelInitializer, DaskModelTrainer
+from caikit_dask.config import ConnectionConfig
 from caikit_dask.connection import DaskConnection
 from caikit_dask.errors import DaskConfigError
 from caikit_dask.example import TextClassifier
@@ -77,3 +78,36 @@ def test_unimportable_cluster_class_names_the_key():
     backend = DaskBackend({"connection": {"cluster": {"class": "no_such_pkg.Cluster"}}})
     with pytest.raises(DaskConfigError, match="connection.cluster.class"):
         backend.start()
+
+
+@pytest.mark.parametrize("embedded", [False, True])
+def test_close_callbacks_run_once_before_the_client_they_belong_to_closes(local_cluster, embedded):
+    mapping = (
+        {"local": {"n_workers": 0}, "use_current_client": False}
+        if embedded
+        else {"address": local_cluster.scheduler_address}
+    )
+    connection = DaskConnection(ConnectionConfig.from_mapping(mapping))
+    client = connection.acquire()
+    seen = []
+
+    def record(cluster_closes):
+        seen.append((client.status, cluster_closes))
+
+    DaskConnection.on_close(client, record)
+    connection.release()
+    assert seen == [("running", embedded)]
+    assert client.status == "closed"
+    connection.close()
+    assert len(seen) == 1
+
+
+def test_close_callbacks_of_a_borrowed_client_never_run(local_cluster):
+    with Client(local_cluster.scheduler_address) as current:
+        backend = DaskBackend({"connection": {}})
+        backend.start()
+        seen = []
+        DaskConnection.on_close(current, seen.append)
+        backend.stop()
+        assert current.status == "running"
+        assert seen == []
