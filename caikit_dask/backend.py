@@ -17,6 +17,7 @@ from .config import BackendConfig
 from .connection import DaskConnection
 from .resources import submit_options
 from .shared_backends import SharedLoadBackend, SharedTrainBackend
+from .training import submit
 from .training.handle import DaskTraining
 
 
@@ -81,7 +82,7 @@ class DaskBackend(SharedTrainBackend, SharedLoadBackend):
             getattr(module_class, "MODULE_ID", None),
             self.settings.retries,
         )
-        return DaskTraining.submit(
+        return submit.submit(
             self.client,
             module_class,
             args,
@@ -95,7 +96,7 @@ class DaskBackend(SharedTrainBackend, SharedLoadBackend):
 
     def find_training(self, training_id: str) -> DaskTraining:
         """A training submitted by any client of this scheduler (NOT_FOUND otherwise)."""
-        return DaskTraining.reattach(self.client, training_id)
+        return submit.reattach(self.client, training_id)
 
     def train(self, module_class: type[ModuleBase], *args: Any, **kwargs: Any) -> ModuleBase:
         training = self.submit_training(module_class, args, kwargs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import alog
@@ -21,7 +22,7 @@ from distributed.utils import import_term
 from .config import ConnectionConfig
 from .errors import DaskBackendError, DaskConfigError, error
 from .formatting import seconds
-from .training.events import DATASET_PREFIX, SUBSCRIBED_TOPICS
+from .per_client import PerClient
 
 log = alog.use_channel("DASK-CONN")
 
@@ -59,6 +60,8 @@ class DaskConnection:
 
     _shared: dict[str, DaskConnection] = {}
     _shared_lock = threading.Lock()
+    # What closes with a client (see ``on_close``), per client.
+    _close_callbacks: PerClient[list[Callable[[bool], None]]] = PerClient(lambda _: [])
 
     def __init__(self, config: ConnectionConfig):
         self.config = config
@@ -81,6 +84,27 @@ class DaskConnection:
             if key not in cls._shared:
                 cls._shared[key] = cls(config)
             return cls._shared[key]
+
+    @classmethod
+    def on_close(cls, client: Client, callback: Callable[[bool], None]) -> None:
+        """Run ``callback(cluster_closes)`` just before a connection closes ``client``.
+
+        What a feature keeps on a client (event subscriptions, published datasets)
+        closes with it, without the connection knowing what it is. ``cluster_closes``
+        is True when the connection's embedded cluster goes too. A client no connection
+        opened (a borrowed current client, a user's own) is never closed here, so its
+        callbacks never run.
+        """
+        cls._close_callbacks.get(client).append(callback)
+
+    @classmethod
+    def _run_close_callbacks(cls, client: Client, cluster_closes: bool) -> None:
+        callbacks = cls._close_callbacks.pop(client) or []
+        for callback in callbacks:
+            try:
+                callback(cluster_closes)
+            except Exception as err:  # noqa: BLE001 - closing goes on whatever they raise
+                log.debug("A close callback of %s failed: %r", client, err)
 
     @classmethod
     def close_all(cls) -> None:
@@ -111,16 +135,8 @@ class DaskConnection:
         with self._lock:
             client, cluster, owned = self._client, self._cluster, self._owns_client
             self._client, self._cluster, self._owns_client = None, None, False
-        if client is not None and owned and cluster is not None:
-            # Nothing outlives an embedded cluster: drop our trainings quietly before it goes.
-            with contextlib.suppress(Exception):
-                for name in client.list_datasets():
-                    if str(name).startswith(DATASET_PREFIX):
-                        client.unpublish_dataset(name)
         if client is not None and owned:
-            for topic in SUBSCRIBED_TOPICS:
-                with contextlib.suppress(ValueError):  # never subscribed
-                    client.unsubscribe_topic(topic)
+            self._run_close_callbacks(client, cluster_closes=cluster is not None)
             client.close()
         if cluster is not None:
             cluster.close()

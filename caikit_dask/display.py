@@ -18,6 +18,7 @@ from dask.utils import format_time
 
 from .formatting import whole
 from .progress import last_known_progress, latest_progress
+from .training.handle import training_of
 
 _STATUS_COLOURS = {
     "QUEUED": "#6c757d",
@@ -26,10 +27,6 @@ _STATUS_COLOURS = {
     "ERRORED": "#dc3545",
     "CANCELED": "#fd7e14",
 }
-
-
-def _training_of(obj: Any) -> Any:
-    return getattr(obj, "training", None) or obj
 
 
 def _time(value: Any) -> datetime | None:
@@ -75,7 +72,7 @@ def training_summary(obj: Any, refresh_progress: bool = False) -> dict[str, Any]
     ``refresh_progress`` asks the scheduler for the latest progress of a running
     training (one call); otherwise the last progress this process saw is shown.
     """
-    training = _training_of(obj)
+    training = training_of(obj)
     info = training.info()
     status = info.status.name
     if refresh_progress and status == "RUNNING":

@@ -7,7 +7,7 @@ user can catch are importable from here, wherever they are raised.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import alog
 from caikit.core.exceptions import error_handler
@@ -29,20 +29,17 @@ def invalid_config(path: str, problem: str, fix: str) -> NoReturn:
     error("<DSK10000001E>", DaskConfigError(f"Invalid config {path}: {problem}. {fix}"))
 
 
-# Raised by code that runs on workers, so defined beside it; importable from here too.
-_DEFINED_ELSEWHERE = {
-    "TrainingCanceled": "caikit_dask.training.worker_side",
-    "TrainingResultLost": "caikit_dask.training.worker_side",
-    "ByValueError": "caikit_dask.training.by_value",
-}
-
-__all__ = ["DaskBackendError", "DaskConfigError", "invalid_config", *_DEFINED_ELSEWHERE]
+class TrainingCanceled(RuntimeError):
+    """Raised by the task of a training that was canceled while it ran."""
 
 
-def __getattr__(name: str) -> Any:
-    """Import the worker-side types on first use: ``training`` imports this module."""
-    if name in _DEFINED_ELSEWHERE:
-        import importlib
+class TrainingResultLost(RuntimeError):
+    """Raised instead of training again when Dask recomputes a finished training.
 
-        return getattr(importlib.import_module(_DEFINED_ELSEWHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    Dask recomputes a finished task whose result was on a worker that died; for a
+    training that would silently retrain (and take a GPU again).
+    """
+
+
+class ByValueError(TypeError):
+    """A class defined where workers cannot import it, that cannot be sent by value either."""

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .formatting import whole
+from .training.handle import training_of
 
 PROGRESS_LOGGER = "caikit_dask.progress"
 _MARKER = "progress "
@@ -197,7 +198,7 @@ def _alog_text(text: str) -> str:
 
 def latest_progress(training: Any, events: Any = None) -> Progress | None:
     """The last progress a training reported (from the scheduler's event log)."""
-    training = _training_of(training)
+    training = training_of(training)
     if events is None:
         from .training import events as training_events
 
@@ -224,11 +225,6 @@ def latest_progress(training: Any, events: Any = None) -> Progress | None:
 def last_known_progress(training_id: str) -> Progress | None:
     """The progress last seen in this process for ``training_id`` (no scheduler call)."""
     return _latest.get(training_id)
-
-
-def _training_of(obj: Any) -> Any:
-    """A DaskTraining from itself or from a DaskModelTrainFuture (``.training``)."""
-    return getattr(obj, "training", None) or obj
 
 
 # -- caller side: the bar ------------------------------------------------------------------
@@ -316,7 +312,7 @@ def wait_with_progress(
     every change, or ``False``/``None`` to wait without showing anything. The bar ends
     on the training's final status; errors are not raised here (``load()`` raises them).
     """
-    training = _training_of(training)
+    training = training_of(training)
     if not progress:
         return training.wait(timeout)
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -9,6 +9,7 @@ from caikit.core.modules import ModuleConfig
 from distributed import Client, LocalCluster
 
 from caikit_dask import DaskBackend, DaskModelInitializer, DaskModelTrainer
+from caikit_dask.config import ConnectionConfig
 from caikit_dask.connection import DaskConnection
 from caikit_dask.errors import DaskBackendError, DaskConfigError
 from caikit_dask.example import TextClassifier
@@ -73,6 +74,7 @@ def test_cluster_class_from_an_import_path_with_adapt():
     backend.start()
     try:
         assert backend.client.submit(sum, [1, 2]).result(timeout=20) == 3
+        assert backend.train(TextClassifier, epochs=2).run("nice").label in {"positive", "negative"}
         assert backend.connection._cluster._adaptive is not None
     finally:
         backend.stop()
@@ -126,3 +128,36 @@ def test_unreachable_scheduler_fails_within_dask_connect_timeout():
     ):
         backend.start()
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("embedded", [False, True])
+def test_close_callbacks_run_once_before_the_client_they_belong_to_closes(local_cluster, embedded):
+    mapping = (
+        {"local": {"n_workers": 0}, "use_current_client": False}
+        if embedded
+        else {"address": local_cluster.scheduler_address}
+    )
+    connection = DaskConnection(ConnectionConfig.from_mapping(mapping))
+    client = connection.acquire()
+    seen = []
+
+    def record(cluster_closes):
+        seen.append((client.status, cluster_closes))
+
+    DaskConnection.on_close(client, record)
+    connection.release()
+    assert seen == [("running", embedded)]
+    assert client.status == "closed"
+    connection.close()
+    assert len(seen) == 1
+
+
+def test_close_callbacks_of_a_borrowed_client_never_run(local_cluster):
+    with Client(local_cluster.scheduler_address) as current:
+        backend = DaskBackend({"connection": {}})
+        backend.start()
+        seen = []
+        DaskConnection.on_close(current, seen.append)
+        backend.stop()
+        assert current.status == "running"
+        assert seen == []

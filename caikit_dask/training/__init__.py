@@ -1,1 +1,13 @@
-"""Training on Dask: the worker-side task, client-side monitoring and the handle."""
+"""Training on Dask, one job per module; data flows trainer -> training -> Dask.
+
+- ``checks``: what the ``train`` call is checked for, and pickled once into (arguments,
+  the module class by reference or ``by_value``).
+- ``submit``: submits the task and publishes its record (``publisher``); finds a
+  training again by id (``reattach``).
+- ``handle``: ``DaskTraining``, the caller's handle (status, wait, cancel, result, release).
+- ``state``: the state machine its status comes from.
+- ``monitor``: routes scheduler events to the handles this process follows.
+- ``worker_side`` / ``scheduler_side``: what runs on a worker and on the scheduler.
+- ``events``: the topic, state and dataset names the three sides share.
+- ``by_value`` and ``shipping``: module classes out, trained models back.
+"""

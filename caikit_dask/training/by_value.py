@@ -34,13 +34,14 @@ import types
 import uuid
 import weakref
 from enum import Enum
-from typing import Any
+from typing import Any, NoReturn
 
 import cloudpickle
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from ..errors import error, log
+from ..errors import ByValueError, error, log
 from ..module_identity import MODULE_IDENTITY_ATTRIBUTES
+from ..per_client import PerClient
 
 # What ``@module`` derives from the class (rebuilt on the worker by applying it again),
 # and what Python recreates for any class.
@@ -67,12 +68,8 @@ _FIX = (
 _classes_by_token: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
 _tokens: weakref.WeakKeyDictionary[type, str] = weakref.WeakKeyDictionary()
 _lock = threading.RLock()
-# (id(client), module_id) -> token already registered on that client's workers.
-_registered: dict[tuple[int, str], str] = {}
-
-
-class ByValueError(TypeError):
-    """A class defined where workers cannot import it, that cannot be sent by value either."""
+# Per client: module_id -> token already registered on that client's workers.
+_registered: PerClient[dict[str, str]] = PerClient(lambda _: {})
 
 
 # -- what needs sending by value -----------------------------------------------------------
@@ -235,7 +232,7 @@ class ByValueModuleClass:
         return f"<ByValueModuleClass {self.name} ({self.module_id}) {len(self.payload)} bytes>"
 
 
-def _explain(module_class: type, err: BaseException) -> None:
+def _explain(module_class: type, err: BaseException) -> NoReturn:
     error(
         "<DSK70000001E>",
         ByValueError(
@@ -373,12 +370,12 @@ def ensure_registered_on_workers(client: Any, module_class: type) -> bool:
     shipped = prepare_module_class(module_class)
     if not isinstance(shipped, ByValueModuleClass):
         return False
-    key = (id(client), shipped.module_id)
+    registered = _registered.get(client)
     with _lock:
-        if _registered.get(key) == shipped.token:
+        if registered.get(shipped.module_id) == shipped.token:
             return False
     plugin = RegisterModulePlugin(shipped)
     client.register_plugin(plugin, name=plugin.name)
     with _lock:
-        _registered[key] = shipped.token
+        registered[shipped.module_id] = shipped.token
     return True

@@ -2,11 +2,12 @@
 
 One monitor per client subscribes to the training topics and to the scheduler's
 worker-removal events, so status changes reach ``get_info``/``wait`` as they
-happen, without polling.
+happen, without polling; the subscriptions end when a connection closes the client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import Client
 
+from ..connection import DaskConnection
+from ..per_client import PerClient
 from . import events
 
 if TYPE_CHECKING:
@@ -25,10 +28,8 @@ log = logging.getLogger("caikit_dask.training")
 class TrainingMonitor:
     """Routes events for the trainings this process follows to their handles."""
 
-    _monitors: dict[int, TrainingMonitor] = {}
-    _monitors_lock = threading.Lock()
-
     def __init__(self, client: Client):
+        self._client_ref = weakref.ref(client)
         self._trainings: weakref.WeakValueDictionary[str, DaskTraining] = (
             weakref.WeakValueDictionary()
         )
@@ -41,13 +42,15 @@ class TrainingMonitor:
 
     @classmethod
     def for_client(cls, client: Client) -> TrainingMonitor:
-        with cls._monitors_lock:
-            monitor = cls._monitors.get(id(client))
-            if monitor is None or monitor._client_ref() is not client:
-                monitor = cls(client)
-                monitor._client_ref = weakref.ref(client)
-                cls._monitors[id(client)] = monitor
-            return monitor
+        return _monitors.get(client)
+
+    def _unsubscribe(self, cluster_closes: bool) -> None:
+        client = self._client_ref()
+        if client is None:
+            return
+        for topic in events.SUBSCRIBED_TOPICS:
+            with contextlib.suppress(ValueError):  # never subscribed
+                client.unsubscribe_topic(topic)
 
     def expect(self, training_id: str) -> None:
         """Call before submitting: events for this id are kept until ``follow``."""
@@ -97,3 +100,12 @@ class TrainingMonitor:
         for training in list(self._trainings.values()):
             if training.key in lost:
                 training.on_worker_lost(msg.get("worker"))
+
+
+def _start_monitor(client: Client) -> TrainingMonitor:
+    monitor = TrainingMonitor(client)
+    DaskConnection.on_close(client, monitor._unsubscribe)
+    return monitor
+
+
+_monitors: PerClient[TrainingMonitor] = PerClient(_start_monitor)

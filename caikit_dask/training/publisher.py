@@ -6,10 +6,12 @@ waiting for that in ``train()`` was most of its time. Here a short-lived thread
 publishes whatever queued since its last call in one ``publish_dataset`` call,
 so ``train()`` returns at once and 1,000 submissions cost a few flushes, not
 1,000. Another process finds a training once its record is published.
+Nothing outlives an embedded cluster: the records are dropped before it closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from concurrent.futures import Future
@@ -17,22 +19,28 @@ from typing import Any
 
 from distributed import Client
 
+from ..connection import DaskConnection
 from ..errors import log
+from ..per_client import PerClient
+from .events import DATASET_PREFIX
 
 
 class DatasetPublisher:
     """One client's queue of datasets to publish, drained by a thread while it is not empty."""
 
-    _by_client: weakref.WeakKeyDictionary[Client, DatasetPublisher] = weakref.WeakKeyDictionary()
-    _by_client_lock = threading.Lock()
-
     @classmethod
     def for_client(cls, client: Client) -> DatasetPublisher:
-        with cls._by_client_lock:
-            publisher = cls._by_client.get(client)
-            if publisher is None:
-                publisher = cls._by_client[client] = cls(client)
-            return publisher
+        return _publishers.get(client)
+
+    def _drop_with_cluster(self, cluster_closes: bool) -> None:
+        """Drop the trainings' records quietly before their embedded cluster goes."""
+        client = self._client()
+        if not cluster_closes or client is None:
+            return
+        with contextlib.suppress(Exception):
+            for name in client.list_datasets():
+                if str(name).startswith(DATASET_PREFIX):
+                    client.unpublish_dataset(name)
 
     def __init__(self, client: Client):
         self._client = weakref.ref(client)
@@ -79,3 +87,12 @@ class DatasetPublisher:
                 continue
             for _, done in batch.values():
                 done.set_result(None)
+
+
+def _start_publisher(client: Client) -> DatasetPublisher:
+    publisher = DatasetPublisher(client)
+    DaskConnection.on_close(client, publisher._drop_with_cluster)
+    return publisher
+
+
+_publishers: PerClient[DatasetPublisher] = PerClient(_start_publisher)

@@ -18,24 +18,13 @@ from caikit.core.toolkit.concurrency.destroyable_thread import DestroyableThread
 from distributed import get_worker
 from distributed.utils import sync
 
+from ..errors import TrainingCanceled, TrainingResultLost
 from . import events
 from .by_value import resolve_module_class
 from .shipping import ShippedModel
 
 _running: dict[str, DestroyableThread] = {}
 _running_lock = threading.Lock()
-
-
-class TrainingCanceled(RuntimeError):
-    """Raised by the task of a training that was canceled while it ran."""
-
-
-class TrainingResultLost(RuntimeError):
-    """Raised instead of training again when Dask recomputes a finished training.
-
-    Dask recomputes a finished task whose result was on a worker that died; for a
-    training that would silently retrain (and take a GPU again).
-    """
 
 
 def _finished_marker(worker: Any, key: str, value: Any = None, read: bool = True) -> Any:

@@ -219,3 +219,61 @@ def test_unsendable_classes_fail_with_the_fix(tmp_path):
     for message in lines.values():
         assert "is defined in __main__" in message
         assert "client.upload_file('my_module.py', load=False)" in message
+
+
+def test_a_class_sent_by_value_is_pickled_once_per_train(tmp_path):
+    out = _run(
+        """
+        import os
+
+        PICKLED = []
+
+
+        class CountsPickling:
+            \"\"\"Counts each pickling of the class holding it (its attributes go too).\"\"\"
+
+            def __reduce__(self):
+                PICKLED.append(1)
+                return str, ("counted",)
+
+
+        @module(
+            id="0b5f3f5e-8f0a-4bde-9d3e-000000000004",
+            name="counts its pickling",
+            version="0.0.1",
+            task=ExampleTextClassificationTask,
+        )
+        class Counted(MainModule):
+            COUNTER = CountsPickling()
+
+            @classmethod
+            def train(cls, label: str = "pos") -> "Counted":
+                return cls(helper(label) + "|" + str(cls.COUNTER))
+
+
+        if __name__ == "__main__":
+            with LocalCluster(
+                n_workers=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+            ) as cluster:
+                trainer = caikit_dask.DaskModelTrainer(
+                    {"connection": {"address": cluster.scheduler_address}}, "default"
+                )
+                for attempt in range(2):
+                    before = len(PICKLED)
+                    future = trainer.train(
+                        Counted, label="neg", save_path=os.path.abspath(f"model{attempt}")
+                    )
+                    print(f"pickled: {len(PICKLED) - before}")
+                    future.wait()
+                    assert future.get_info().status.name == "COMPLETED", future.get_info()
+                    model = future.load()
+                    print(f"trained: {type(model).__module__}.{type(model).__qualname__}")
+                    print(f"label: {model.label}")
+                trainer.backend.stop()
+        """,
+        tmp_path,
+    )
+    lines = out.strip().splitlines()
+    assert lines.count("pickled: 1") == 2, out
+    assert lines.count("trained: __main__.Counted") == 2, out
+    assert lines.count("label: nb:neg|counted") == 2, out  # trained by the class rebuilt there

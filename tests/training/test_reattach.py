@@ -18,7 +18,7 @@ from distributed import Client, LocalCluster
 from caikit_dask import DaskModelTrainer
 from caikit_dask.connection import DaskConnection
 from caikit_dask.example import TextClassifier
-from caikit_dask.training.handle import DaskTraining
+from caikit_dask.training.submit import reattach
 
 READ_STATUS = textwrap.dedent(
     """
@@ -101,7 +101,7 @@ def test_reattach_reads_trainings_whose_events_the_scheduler_dropped():
         for future in futures:
             future.wait()
         with Client(cluster.scheduler_address, set_as_default=False) as other:
-            first = DaskTraining.reattach(other, futures[0].id)
+            first = reattach(other, futures[0].id)
             info = first.info()
             assert info.status is JobStatus.COMPLETED
             original = futures[0].get_info().completion_time
@@ -113,7 +113,7 @@ def test_reattach_reads_trainings_whose_events_the_scheduler_dropped():
 
 def _find_from_another_client(observer, training_id):
     try:
-        return DaskTraining.reattach(observer, training_id)
+        return reattach(observer, training_id)
     except CaikitCoreException as err:
         if err.status_code is CaikitCoreStatusCode.NOT_FOUND:
             return None

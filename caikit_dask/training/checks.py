@@ -1,7 +1,9 @@
 """Checks made at the ``train`` call, before anything reaches a worker.
 
 Bad input must fail where the user made the call, naming the problem: an
-argument that cannot be pickled, or a module class the workers cannot import.
+argument that cannot be pickled, or a module class the workers cannot import
+(nor receive by value). What passes is what the task sends: each argument and a
+by-value class are pickled here, once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import cloudpickle
 from dask.utils import format_bytes
 from distributed import Client
 
+from .. import cluster_state
 from ..errors import error
+from ..pickling import UnpicklableArgument, argument_name, pickle_each_argument
+from .by_value import ByValueModuleClass, prepare_module_class
 
 _importable_on: dict[tuple[str, str], frozenset[str]] = {}
 _importable_lock = threading.Lock()
@@ -43,29 +48,25 @@ def pickle_arguments(
     args: tuple, kwargs: dict, max_payload_size: int | None = None
 ) -> tuple[list[bytes], dict[str, bytes]]:
     """Pickle each argument once, here, so a failure names the argument."""
-
-    def dump(name: str, value: Any) -> bytes:
-        value = _portable(value)  # outside the try: a bad source raises its own error
-        try:
-            return cloudpickle.dumps(value)
-        except Exception as err:  # noqa: BLE001 - any pickling failure means the same
-            error(
-                "<DSK30000001E>",
-                TypeError(
-                    f"Training argument {name} ({type(value).__name__}) cannot be sent to a "
-                    f"Dask worker: {type(err).__name__}: {err}. Pass data the worker can "
-                    "unpickle (plain values, lists, caikit data model objects, DataStream "
-                    "over a list or file) instead."
-                ),
-            )
-
-    pickled_args = [dump(f"#{index}", value) for index, value in enumerate(args)]
-    pickled_kwargs = {name: dump(repr(name), value) for name, value in kwargs.items()}
-    total = sum(map(len, pickled_args)) + sum(map(len, pickled_kwargs.values()))
+    args = tuple(_portable(value) for value in args)  # a bad source raises its own error
+    kwargs = {name: _portable(value) for name, value in kwargs.items()}
+    try:
+        pickled_args, pickled_kwargs = pickle_each_argument(args, kwargs, cloudpickle.dumps)
+    except UnpicklableArgument as err:
+        error(
+            "<DSK30000001E>",
+            TypeError(
+                f"Training argument {err.name} ({type(err.value).__name__}) cannot be sent to "
+                f"a Dask worker: {type(err.cause).__name__}: {err.cause}. Pass data the worker "
+                "can unpickle (plain values, lists, caikit data model objects, DataStream "
+                "over a list or file) instead."
+            ),
+        )
+    sizes = {argument_name(i): len(blob) for i, blob in enumerate(pickled_args)} | {
+        argument_name(name): len(blob) for name, blob in pickled_kwargs.items()
+    }
+    total = sum(sizes.values())
     if max_payload_size is not None and total > max_payload_size:
-        sizes = {f"#{i}": len(b) for i, b in enumerate(pickled_args)} | {
-            repr(k): len(b) for k, b in pickled_kwargs.items()
-        }
         largest = max(sizes, key=sizes.get)
         error(
             "<DSK30000004E>",
@@ -91,13 +92,21 @@ def _import_check(module_name: str, qualname: str) -> str | None:
     return None
 
 
-def check_importable_on_workers(client: Client, module_class: type) -> None:
-    """Fail at the call if a worker cannot import the module class (cached per worker set)."""
+def module_class_for_workers(client: Client, module_class: type) -> type | ByValueModuleClass:
+    """The module class as the training task carries it, checked at the call.
+
+    A class the workers import by name is checked importable there (cached per worker
+    set); a notebook's class is pickled by value, once, here: that is what the task
+    sends, and it fails now, saying why, when the class cannot travel.
+    """
     module_name, qualname = module_class.__module__, module_class.__qualname__
-    if module_name == "__main__" or "<locals>" in qualname:
-        _check_by_value(module_class)
-        return
-    workers = frozenset(client.scheduler_info(n_workers=-1)["workers"])
+    if module_name != "__main__" and "<locals>" not in qualname:
+        _check_importable_on_workers(client, module_name, qualname)
+    return prepare_module_class(module_class)
+
+
+def _check_importable_on_workers(client: Client, module_name: str, qualname: str) -> None:
+    workers = frozenset(cluster_state.workers(client))
     with _importable_lock:
         if _importable_on.get((module_name, qualname), frozenset()) >= workers:
             return
@@ -116,10 +125,3 @@ def check_importable_on_workers(client: Client, module_class: type) -> None:
         )
     with _importable_lock:
         _importable_on[(module_name, qualname)] = workers
-
-
-def _check_by_value(module_class: type) -> None:
-    """Classes from a notebook cell travel by value; say why when that cannot work."""
-    from .by_value import check_by_value
-
-    check_by_value(module_class)

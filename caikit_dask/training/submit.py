@@ -1,0 +1,138 @@
+"""How a training reaches Dask, and how any client finds it again by id.
+
+``submit`` checks the call (``checks``), submits ``worker_side.run_training`` as
+one task, has the monitor follow it and publishes its record in the background
+(``publisher``), so the training outlives the submitting client. ``reattach``
+reads that record and replays the training's state from the scheduler.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from caikit.core.data_model import JobStatus
+from caikit.core.exceptions.caikit_core_exception import (
+    CaikitCoreException,
+    CaikitCoreStatusCode,
+)
+from caikit.core.modules import ModuleBase
+from distributed import Client
+
+from ..cluster_state import worker_resources
+from ..errors import DaskBackendError, error, log
+from ..resources import describe_missing, workers_offering
+from .checks import module_class_for_workers, pickle_arguments
+from .events import dataset_name
+from .handle import DaskTraining
+from .monitor import TrainingMonitor
+from .publisher import DatasetPublisher
+from .scheduler_side import read_training_facts
+from .worker_side import run_training
+
+
+def submit(
+    client: Client,
+    module_class: type[ModuleBase],
+    args: tuple,
+    kwargs: dict,
+    save_path: str | None,
+    training_id: str,
+    options: dict[str, Any],
+    resource_timeout: float,
+    max_payload_size: int | None = None,
+) -> DaskTraining:
+    """Check the call, submit the task, publish it; returns without waiting for it."""
+    pickled_args, pickled_kwargs = pickle_arguments(args, kwargs, max_payload_size)
+    shipped_class = module_class_for_workers(client, module_class)
+    resources = options.get("resources") or {}
+    offered = worker_resources(client) if resources else {}
+    can_run_now = not resources or workers_offering(offered, resources)
+    if not can_run_now and resource_timeout == 0:
+        error("<DSK30000010E>", DaskBackendError(describe_missing(offered, resources)))
+    monitor = TrainingMonitor.for_client(client)  # subscribed before the task can start
+    monitor.expect(training_id)
+    submission_time = time.time()
+    future = client.submit(
+        run_training,
+        training_id,
+        shipped_class,
+        pickled_args,
+        pickled_kwargs,
+        save_path,
+        key=f"caikit-training-{training_id}-{uuid.uuid4().hex[:8]}",
+        pure=False,
+        **options,
+    )
+    training = DaskTraining(
+        client,
+        training_id,
+        future,
+        submission_time,
+        retries=options.get("retries", 0),
+        resources=resources,
+        module_class=module_class,
+    )
+    monitor.follow(training)
+    training.published = DatasetPublisher.for_client(client).publish(
+        dataset_name(training_id),
+        {
+            "future": future,
+            "submission_time": submission_time,
+            "retries": training.retries,
+            "resources": resources,
+            "module": f"{module_class.__module__}.{module_class.__qualname__}",
+        },
+    )
+    if not can_run_now:
+        _fail_unless_resources_appear(training, resource_timeout)
+    return training
+
+
+def reattach(client: Client, training_id: str) -> DaskTraining:
+    """The training with this id, submitted by any client of the same scheduler."""
+    try:
+        record = client.get_dataset(dataset_name(training_id))
+    except KeyError:
+        raise CaikitCoreException(
+            status_code=CaikitCoreStatusCode.NOT_FOUND,
+            message=f"Unknown training_id: {training_id}",
+        ) from None
+    training = DaskTraining(
+        client,
+        training_id,
+        record["future"],
+        record["submission_time"],
+        retries=record.get("retries", 0),
+        resources=record.get("resources"),
+    )
+    TrainingMonitor.for_client(client).follow(training)
+    facts = read_training_facts(client, training_id, training.key)
+    for msg in facts["events"]:
+        training.apply_event(msg)
+    training.apply_scheduler_facts(facts)
+    return training
+
+
+def _fail_unless_resources_appear(training: DaskTraining, resource_timeout: float) -> None:
+    """Fail the training if no worker able to run it shows up in time."""
+
+    def check() -> None:
+        if training.state.done.is_set() or training.start_time is not None:
+            return
+        offered = worker_resources(training.client)
+        if workers_offering(offered, training.resources):
+            return
+        reason = (
+            f"Training {training.id} could not start within resource_timeout="
+            f"{resource_timeout:g}s: {describe_missing(offered, training.resources)}."
+        )
+        log.warning("<DSK30000011W>", reason)
+        training.end(JobStatus.ERRORED, DaskBackendError(reason))
+        training.future.cancel()
+
+    timer = threading.Timer(resource_timeout, check)
+    timer.daemon = True
+    timer.start()
