@@ -14,7 +14,7 @@ def test_workers_lists_every_worker_with_its_resources():
             n_workers=7,
             threads_per_worker=1,
             processes=False,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             resources={"GPU": 1},
         ) as cluster,
         Client(cluster, set_as_default=False) as client,

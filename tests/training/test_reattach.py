@@ -92,7 +92,7 @@ def test_reattach_reads_trainings_whose_events_the_scheduler_dropped():
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
         )
     connection = {"address": cluster.scheduler_address}
     try:
