@@ -54,11 +54,14 @@ def is_dask_proxy(model: Any) -> bool:
     )
 
 
+_RUNTIME_CONTEXT_PACKAGES = ("grpc", "starlette", "fastapi")
+
+
 def _sendable(value: Any) -> Any:
     """Collect input streams and replace runtime contexts: the call crosses to a worker."""
     if isinstance(value, DataStream):
         return DataStream.from_iterable(list(iter(value)))
-    if value is not None and type(value).__module__.split(".")[0] in ("grpc", "starlette"):
+    if value is not None and type(value).__module__.split(".")[0] in _RUNTIME_CONTEXT_PACKAGES:
         return ForwardedContext.from_runtime(value)
     return value
 
@@ -68,6 +71,23 @@ def compose_job_id(instance_name: str) -> str:
     return DaskJobPredictorFuture.ID_DELIMITER.join(
         [ReversibleHasher.hash(instance_name), str(uuid.uuid4())]
     )
+
+
+def _raise_unsendable(method: str, args: tuple, kwargs: dict, err: Exception) -> None:
+    """Name the argument that cannot be pickled (Dask's own error names only the graph)."""
+    named = [(f"argument {index}", value) for index, value in enumerate(args)]
+    named += [(f"argument {name!r}", value) for name, value in kwargs.items()]
+    for label, value in named:
+        try:
+            cloudpickle.dumps(value)
+        except Exception as why:  # noqa: BLE001 - any pickling failure is the answer
+            error(
+                "<DSK70000007E>",
+                TypeError(
+                    f"The {label} of {method} ({type(value).__name__}) cannot be sent to a "
+                    f"Dask worker: {why}. Pass plain data or caikit data model objects."
+                ),
+            )
 
 
 class DaskJobPredictor(JobPredictorBase):
@@ -135,17 +155,22 @@ class DaskJobPredictor(JobPredictorBase):
         kwargs = {name: _sendable(value) for name, value in kwargs.items()}
         key = f"caikit-prediction-{uuid.uuid4().hex}"
         scheduler_state.write_record(client, job_id, scheduler_state.new_record(key, time.time()))
-        dask_future = client.submit(
-            run_prediction,
-            job_id,
-            model_ref,
-            payload,
-            prediction_func_name,
-            args,
-            kwargs,
-            key=key,
-            pure=False,
-        )
+        try:
+            dask_future = client.submit(
+                run_prediction,
+                job_id,
+                model_ref,
+                payload,
+                prediction_func_name,
+                args,
+                kwargs,
+                key=key,
+                pure=False,
+            )
+        except Exception as err:
+            scheduler_state.forget(client, job_id, key)
+            _raise_unsendable(prediction_func_name, args, kwargs, err)
+            raise
         client.publish_dataset(
             override=True, **{scheduler_state.dataset_name(job_id): {"future": dask_future}}
         )
@@ -187,7 +212,8 @@ class DaskJobPredictor(JobPredictorBase):
         if is_dask_proxy(model):
             name = model.published_as or model.publish(f"caikit-dask-job-model-{uuid.uuid4()}")
             return PublishedModelRef(name), None
-        cached = self._archives.get(model)
+        with self._lock:
+            cached = self._archives.get(model)
         if cached is None:
             try:
                 archive, pickled = model.as_bytes(), False
@@ -195,7 +221,9 @@ class DaskJobPredictor(JobPredictorBase):
                 archive, pickled = cloudpickle.dumps(model), True
             scattered = client.scatter(archive, hash=True)
             ref = LocalModelRef(type(model).__module__, pickled, str(scattered.key))
-            cached = self._archives[model] = (scattered, ref)
+            cached = (scattered, ref)
+            with self._lock:
+                self._archives[model] = cached
         scattered, ref = cached
         return ref, scattered
 

@@ -1,5 +1,7 @@
 """A failing call keeps its exception; bad config and bad calls fail where they are made."""
 
+import threading
+
 import pytest
 from caikit.core.data_model import JobStatus
 from caikit.core.exceptions.caikit_core_exception import (
@@ -47,3 +49,8 @@ def test_an_unknown_id_is_not_found(predictor):
 def test_bad_config_fails_at_construction_naming_the_key(config, message):
     with pytest.raises(DaskConfigError, match=message):
         DaskJobPredictor(config, "jobs")
+
+
+def test_an_argument_that_cannot_be_sent_is_named_at_predict(predictor):
+    with pytest.raises(TypeError, match=r"argument 'metadata_key' of run \(lock\) cannot be sent"):
+        predictor.predict(EchoWithContext(), "run", "x", metadata_key=threading.Lock())
