@@ -1,8 +1,9 @@
 """End to end: background prediction jobs through a real ``caikit.runtime`` on Dask.
 
 The runtime (a subprocess) has ``runtime.service_generation.enable_inference_jobs`` on,
-its models loaded by the DASK initializer (into actors) and its default job predictor of
-type DASK, all on the session's LocalCluster. Jobs are started, watched, canceled and
+its models loaded by the DASK initializer (into actors) or the LOCAL one (in the runtime,
+so jobs ship the model to the workers), and its default job predictor of type DASK, all
+on the session's LocalCluster. Jobs are started, watched, canceled and
 their results fetched with the generated job RPCs over gRPC and HTTP.
 """
 
@@ -30,16 +31,20 @@ CANCEL = f"{SERVICE}/EchoTaskCancelPredictionJob"
 RESULT = f"{SERVICE}/EchoTaskGetPredictionJobResult"
 
 
-@pytest.fixture(scope="module")
-def runtime(caikit_runtime_module_factory, local_cluster):
+@pytest.fixture(scope="module", params=["DASK", "LOCAL"])
+def runtime(request, caikit_runtime_module_factory, local_cluster):
+    """Models loaded into actors (DASK initializer) or in the runtime process (LOCAL)."""
     connection = {"address": local_cluster.scheduler_address}
+    initializer = {"type": request.param}
+    if request.param == "DASK":
+        initializer["config"] = {"connection": connection}
     return caikit_runtime_module_factory(
         library="caikit_dask",
         models={"echo": EchoWithContext(prefix="echo: ")},
         config={
             "runtime": {"service_generation": {"enable_inference_jobs": True}},
             "model_management": {
-                "initializers": {"default": {"type": "DASK", "config": {"connection": connection}}},
+                "initializers": {"default": initializer},
                 "job_predictors": {
                     "default": {"type": "DASK", "config": {"connection": connection}}
                 },
