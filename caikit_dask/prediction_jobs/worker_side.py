@@ -77,11 +77,12 @@ def run_prediction(
 
         thread = DestroyableThread(call)
         thread.name = thread_name(job_id)
+        # Not under job.lock: cancel_on_worker takes it on the event loop this call needs.
+        _record(worker, job_id, "start_time", time.time())
         with job.lock:
             if job.canceled:
                 raise PredictionCanceled(f"Prediction {job_id} was canceled before it started")
             job.thread = thread
-            _record(worker, job_id, "start_time", time.time())
             thread.start()
         job.done.wait()
         if job.canceled:
