@@ -7,6 +7,7 @@ from cluster_support import poll
 from slow_model import SlowModel
 
 from caikit_dask import DaskBackend
+from caikit_dask.prediction_jobs.scheduler_state import METADATA_KEY
 from caikit_dask.prediction_jobs.worker_side import is_running_on_worker
 
 
@@ -31,8 +32,9 @@ def test_cancel_destroys_the_call_on_the_worker(predictor, observer):
 
 def test_a_job_canceled_before_it_starts_never_runs(make_predictor, observer):
     predictor = make_predictor()
-    # Four slow calls fill the two workers' four threads; the fifth waits for a slot.
-    busy = [predictor.predict(SlowModel(), "run", "x", seconds=300) for _ in range(4)]
+    # Slow calls fill every worker thread; one more waits for a slot.
+    slots = sum(observer.nthreads().values())
+    busy = [predictor.predict(SlowModel(), "run", "x", seconds=300) for _ in range(slots)]
     poll(lambda: all(f.get_info().status is JobStatus.RUNNING for f in busy), 30, what="busy")
     waiting = predictor.predict(SlowModel(), "run", "x", seconds=300)
     assert waiting.get_info().status is JobStatus.QUEUED
@@ -41,7 +43,9 @@ def test_a_job_canceled_before_it_starts_never_runs(make_predictor, observer):
         future.cancel()
     assert waiting.wait(10)
     assert waiting.get_info().status is JobStatus.CANCELED
-    assert not _running_anywhere(observer, waiting.id)
+    for future in busy:
+        assert future.wait(10)
+    assert observer.get_metadata([METADATA_KEY, waiting.id, "start_time"]) is None
 
 
 def test_cancel_of_a_job_on_actors_releases_it_at_once(connection, predictor, tmp_path):
