@@ -14,12 +14,14 @@ from . import example
 from .backend import DaskBackend
 from .initializer import DaskModelInitializer
 from .local_backend import LocalSharedBackend
+from .prediction_jobs.predictor import DaskJobPredictor, register_job_predictor
 from .runtime_support import ensure_runtime_protos
 from .shared_backends import SharedLoadBackend, SharedTrainBackend
 from .trainer import DaskModelTrainer
 
 __all__ = [
     "DaskBackend",
+    "DaskJobPredictor",
     "DaskModelInitializer",
     "DaskModelTrainer",
     "LocalSharedBackend",
@@ -35,6 +37,7 @@ def _register() -> None:
         register_backend_type(LocalSharedBackend)
     model_trainer_factory.register(DaskModelTrainer)
     model_initializer_factory.register(DaskModelInitializer)
+    register_job_predictor()
     # caikit.core does not import the runtime's gRPC server, so this is still early enough.
     ensure_runtime_protos()
 

@@ -1,0 +1,40 @@
+"""A module whose prediction takes as long as asked (in short slices, so it can be
+destroyed midway) or fails with its own exception type. Sent to the test cluster's
+workers with ``Client.upload_file``."""
+
+import time
+
+from caikit.core import ModuleBase, module
+from caikit.core.modules import ModuleLoader, ModuleSaver
+
+from caikit_dask.example import EchoResult, EchoTask
+
+SLOW_MODULE_ID = "4c1f3a52-8d0e-4b8e-9a55-3f4d0a6c2b17"
+
+
+class SlowModelError(RuntimeError):
+    """Raised by ``run(fail=...)``; its type must reach the caller unchanged."""
+
+
+@module(id=SLOW_MODULE_ID, name="prediction jobs test slow model", version="0.1.0", task=EchoTask)
+class SlowModel(ModuleBase):
+    def __init__(self, prefix: str = ""):
+        super().__init__()
+        self.prefix = prefix
+
+    def save(self, model_path, **kwargs):
+        with ModuleSaver(self, model_path=model_path) as saver:
+            saver.update_config({"prefix": self.prefix})
+
+    @classmethod
+    def load(cls, model_path, **kwargs):
+        return cls(prefix=ModuleLoader(model_path).config.prefix or "")
+
+    @EchoTask.taskmethod()
+    def run(self, text: str, seconds: float = 0.0, fail: str = "") -> EchoResult:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        if fail:
+            raise SlowModelError(fail)
+        return EchoResult(text=self.prefix + text)
