@@ -14,7 +14,6 @@ from . import example
 from .backend import DaskBackend
 from .initializer import DaskModelInitializer
 from .local_backend import LocalSharedBackend
-from .runtime_support import ensure_runtime_protos
 from .shared_backends import SharedLoadBackend, SharedTrainBackend
 from .trainer import DaskModelTrainer
 
@@ -35,8 +34,6 @@ def _register() -> None:
         register_backend_type(LocalSharedBackend)
     model_trainer_factory.register(DaskModelTrainer)
     model_initializer_factory.register(DaskModelInitializer)
-    # caikit.core does not import the runtime's gRPC server, so this is still early enough.
-    ensure_runtime_protos()
 
 
 _register()
