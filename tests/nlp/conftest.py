@@ -28,13 +28,15 @@ if str(RUNTIME_TESTS) not in sys.path:  # runtime_server.py: the real caikit.run
 
 @pytest.fixture(scope="session")
 def tiny_base_models(tmp_path_factory) -> dict[str, Path]:
-    """Base models the tests build once: ``sentence-transformer`` and ``causal-lm``."""
+    """Base models the tests build once: ``sentence-transformer``, ``causal-lm`` and
+    ``sequence-classifier``."""
     import tiny_models
 
     root = tmp_path_factory.mktemp("tiny-base-models")
     return {
         "sentence-transformer": tiny_models.sentence_transformer(root),
         "causal-lm": tiny_models.causal_lm(root),
+        "sequence-classifier": tiny_models.sequence_classifier(root),
     }
 
 
@@ -43,15 +45,15 @@ def nlp_runtime_factory(tmp_path_factory) -> Iterator[Callable[..., object]]:
     """``factory(scheduler_address, models) -> RuntimeServer`` serving caikit_nlp through
     DASK; every runtime it started is stopped when the test module ends."""
     from nlp_support import dask_runtime_config
-    from runtime_server import start_runtime
+    from runtime_server import deep_merge, start_runtime
 
     servers = []
 
-    def factory(scheduler_address: str, models: dict, **kwargs):
+    def factory(scheduler_address: str, models: dict, config: dict | None = None, **kwargs):
         workdir = tmp_path_factory.mktemp("nlp-runtime")
         server = start_runtime(
             workdir,
-            config=dask_runtime_config(scheduler_address),
+            config=deep_merge(dask_runtime_config(scheduler_address), config or {}),
             models=models,
             library="caikit_nlp",
             startup_timeout=240,

@@ -23,15 +23,16 @@ from caikit_nlp.data_model import GenerationTrainRecord, TuningConfig  # noqa: E
 from caikit_nlp.modules.text_generation import PeftPromptTuning, TextGeneration  # noqa: E402
 from nlp_support import (  # noqa: E402
     NLP_SERVICE,
+    PATH_ONLY_LOAD,
     as_grpc_json,
     as_http_json,
     as_plain,
     assert_close,
     models_on_workers,
+    xfail_while_dask_cannot_load,
 )
 
 from caikit_dask import DaskModelInitializer, DaskModelTrainer  # noqa: E402
-from caikit_dask.local_backend import LocalSharedBackend  # noqa: E402
 
 pytestmark = [pytest.mark.nlp, pytest.mark.slow]
 
@@ -44,11 +45,6 @@ RECORDS = [
     ("red or blue", "green"),
 ]
 SHORT = {"max_source_length": 16, "max_target_length": 16, "batch_size": 2}
-PATH_ONLY_LOAD = (
-    "caikit_dask.local_backend.LocalSharedBackend.load passes a ModuleConfig to "
-    "module_class.load without caikit's fallback to the model path; caikit-nlp's generation "
-    "modules join it as a path (TypeError on the worker)"
-)
 
 
 def records() -> DataStream:
@@ -113,10 +109,7 @@ def prompt_tuned_dir(tiny_base_models, tmp_path_factory) -> str:
 @pytest.fixture
 def path_only_loading(request, fine_tuned):
     """Marks the test xfail(strict) while DASK cannot load modules whose load takes a path."""
-    try:
-        LocalSharedBackend().load(ModuleConfig.load(fine_tuned.save_path))
-    except TypeError:
-        request.applymarker(pytest.mark.xfail(reason=PATH_ONLY_LOAD, strict=True))
+    xfail_while_dask_cannot_load(request, fine_tuned.save_path)
 
 
 def test_text_generation_trains_on_a_worker(fine_tuned):

@@ -47,6 +47,33 @@ def sentence_transformer(directory: Path) -> Path:
     return target
 
 
+def sequence_classifier(directory: Path) -> Path:
+    """A one-layer BERT sequence classifier with labels ``calm`` and ``alarm``."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    target = directory / "sequence-classifier"
+    target.mkdir(parents=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    (target / "vocab.txt").write_text("\n".join([*specials, *WORDS]))
+    tokenizer = BertTokenizerFast(  # caikit-nlp pads to model_max_length
+        vocab_file=str(target / "vocab.txt"), do_lower_case=True, model_max_length=32
+    )
+    tokenizer.save_pretrained(target)
+    _seeded()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        id2label={0: "calm", 1: "alarm"},
+        label2id={"calm": 0, "alarm": 1},
+    )
+    BertForSequenceClassification(config).save_pretrained(target)
+    return target
+
+
 def causal_lm(directory: Path) -> Path:
     """A one-layer GPT-2 with a word-level tokenizer whose end-of-sequence token is ``<eos>``."""
     from tokenizers import Tokenizer, models, pre_tokenizers
