@@ -15,7 +15,6 @@ from .backend import DaskBackend
 from .initializer import DaskModelInitializer
 from .local_backend import LocalSharedBackend
 from .prediction_jobs.predictor import DaskJobPredictor, register_job_predictor
-from .runtime_support import ensure_runtime_protos
 from .shared_backends import SharedLoadBackend, SharedTrainBackend
 from .trainer import DaskModelTrainer
 
@@ -38,8 +37,6 @@ def _register() -> None:
     model_trainer_factory.register(DaskModelTrainer)
     model_initializer_factory.register(DaskModelInitializer)
     register_job_predictor()
-    # caikit.core does not import the runtime's gRPC server, so this is still early enough.
-    ensure_runtime_protos()
 
 
 _register()

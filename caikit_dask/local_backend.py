@@ -11,7 +11,7 @@ from typing import Any
 from caikit.core.modules import ModuleBase, ModuleConfig
 from caikit.core.registries import module_registry
 
-from .errors import error
+from .errors import error, log
 from .shared_backends import SharedLoadBackend, SharedTrainBackend
 
 
@@ -37,7 +37,17 @@ class LocalSharedBackend(SharedTrainBackend, SharedLoadBackend):
         module_class = module_registry().get(model_config.module_id)
         if module_class is None:
             return None
-        return module_class.load(model_config, *args, **kwargs)
+        try:
+            return module_class.load(model_config, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - retried with the path, as caikit's LOCAL does
+            # Many libraries' load() takes the model's path only (os.path.join on it);
+            # caikit's own LOCAL initializer falls back to the path the same way.
+            log.debug(
+                "Loading %s with its ModuleConfig failed (%s); using its path",
+                model_config.model_path,
+                err,
+            )
+            return module_class.load(model_config.model_path, *args, **kwargs)
 
 
 def resolve_model_config(model_path: Any) -> ModuleConfig:

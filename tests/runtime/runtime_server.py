@@ -62,12 +62,8 @@ def deep_merge(base: Mapping, overlay: Mapping) -> dict:
 
 
 def runtime_command() -> list[str]:
-    """``python -m caikit.runtime``, or the caikit_dask launcher if caikit lacks its protos."""
-    from caikit_dask import runtime_support
-
-    if runtime_support.caikit_ships_runtime_protos():
-        return [sys.executable, "-m", "caikit.runtime"]
-    return [sys.executable, "-m", "caikit_dask.runtime_support"]
+    """The exact command an operator runs: ``python -m caikit.runtime``."""
+    return [sys.executable, "-m", "caikit.runtime"]
 
 
 class RuntimeServer:
