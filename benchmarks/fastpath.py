@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import caikit_dask
     from caikit_dask.connection import DaskConnection
+    from caikit_dask.loading.calls import call
     from caikit_dask.loading.requests import encode_request
 
     from .baselines import RawEcho
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         results["latency"] = interleaved_latency(
             {
                 "proxy.run": lambda: proxy.run("hello"),
-                "ReplicaSet.call (pickled request)": lambda: replicas.call("run", request),
+                "calls.call (pickled request)": lambda: call(replicas, "run", request),
                 "ActorChannel.submit": lambda: channel.submit(request).result(60),
                 "raw actor, sync method": lambda: raw.ping(1).result(),
                 "raw actor, async method": lambda: raw.aping(1).result(),
