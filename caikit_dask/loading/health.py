@@ -22,6 +22,7 @@ from . import upkeep
 from .replicas import Replica, ReplicaSet
 
 _ROUND = 0.2  # seconds between looks at which models are due
+_ASK_WITHIN = 5.0  # seconds a round waits for the scheduler's worker list
 
 
 def is_dead(replica_set: ReplicaSet, replica: Replica, err: BaseException | None = None) -> bool:
@@ -110,7 +111,11 @@ def _workers_of(connection: DaskConnection) -> Any:
     if client is None or connection.lost():
         return None
     try:
-        return client.scheduler_info(n_workers=-1)["workers"]
+        # Bounded: a scheduler that just went away must not hold up every other check.
+        identity = client.sync(
+            client.scheduler.identity, n_workers=-1, callback_timeout=_ASK_WITHIN
+        )
+        return identity["workers"]
     except Exception as err:  # noqa: BLE001 - scheduler away: nothing is definite
         log.debug("Health check skipped: %s", err)
         return None

@@ -121,6 +121,17 @@ def replace(replica_set: ReplicaSet, replica: Replica) -> None:
     start_repair(replica_set)
 
 
+def _stopped(replica_set: ReplicaSet) -> bool:
+    """Whether a background repair should stop: it resumes on a later health check."""
+    connection = replica_set.connection
+    return (
+        replica_set.closed
+        or exiting.is_set()
+        or connection.open_client is None
+        or connection.lost()
+    )
+
+
 def start_repair(replica_set: ReplicaSet) -> None:
     threading.Thread(
         target=repair, args=(replica_set,), name="caikit-dask-repair", daemon=True
@@ -131,23 +142,27 @@ def repair(replica_set: ReplicaSet) -> None:
     """Bring the set back to ``count`` replicas, avoiding workers already used."""
     if not replica_set.repairing.acquire(blocking=False):
         return
-    spec, connection = replica_set.spec, replica_set.connection
+    spec = replica_set.spec
     try:
-        while not (replica_set.closed or exiting.is_set()):
+        while not _stopped(replica_set):
             missing = spec.count - len(replica_set.live())
             if missing <= 0:
                 return
-            client = connection.open_client
-            if client is None or connection.lost():
-                return  # the next health check that reaches the scheduler repairs again
-            booked, reason = try_book_workers(
-                client,
-                spec.module_id,
-                missing,
-                spec.resources,
-                avoid={r.worker for r in replica_set.live()},
-                exclude=set(replica_set.lost_workers),
-            )
+            client = replica_set.connection.open_client
+            try:
+                booked, reason = try_book_workers(
+                    client,
+                    spec.module_id,
+                    missing,
+                    spec.resources,
+                    avoid={r.worker for r in replica_set.live()},
+                    exclude=set(replica_set.lost_workers),
+                )
+            except Exception as err:  # noqa: BLE001 - the scheduler went away meanwhile
+                booked, reason = [], err
+            if _stopped(replica_set):
+                release_placements(client, booked)
+                return
             if not booked:
                 log.warning("<DSK50000012W>", "Cannot re-place %s yet: %s", spec.module_id, reason)
                 replica_set.wait_closed(spec.health_check_period)
@@ -155,9 +170,11 @@ def repair(replica_set: ReplicaSet) -> None:
             try:
                 place(replica_set, booked)
             except Exception as err:  # noqa: BLE001 - try again next period
+                if _stopped(replica_set):
+                    return
                 log.warning("<DSK50000013W>", "Re-placing %s failed: %s", spec.module_id, err)
                 replica_set.wait_closed(spec.health_check_period)
+    finally:
         if replica_set.closed:
             replica_set.close()  # replicas placed while it closed
-    finally:
         replica_set.repairing.release()
