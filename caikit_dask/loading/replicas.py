@@ -88,7 +88,7 @@ class ReplicaSet:
                 "<DSK60000001E>",
                 DaskBackendError(
                     f"The model {self.spec.module_id} from {self.spec.source.path} was closed; "
-                    "load it again to call it"
+                    "load the model again to call it"
                 ),
             )
 

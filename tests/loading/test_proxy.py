@@ -106,7 +106,7 @@ def test_close_and_garbage_collection_release_the_actors(initializer, trained_mo
     assert len(keys) == 2 and keys <= actor_keys_on_workers(observer)
     model.close()
     poll(lambda: not keys & actor_keys_on_workers(observer), 10, what="release by close")
-    with pytest.raises(DaskBackendError, match="was closed; load it again"):
+    with pytest.raises(DaskBackendError, match="was closed; load the model again"):
         model.run("x")
 
     model = initializer.init(ModuleConfig.load(trained_model_dir))
@@ -249,7 +249,7 @@ def test_a_closed_model_raises_one_error_whatever_the_timing(connection, tmp_pat
     assert len(errors) == 7
     for err in errors:
         assert isinstance(err, DaskBackendError), repr(err)
-        assert f"{FaultModule.MODULE_ID} from {path} was closed; load it again" in str(err)
+        assert f"{FaultModule.MODULE_ID} from {path} was closed; load the model again" in str(err)
     assert caplog.text.count("<DSK60000001E>") == len(errors)
 
 
