@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import cloudpickle
 from distributed import Client
@@ -19,10 +20,23 @@ from ..resources import describe_missing
 from . import scheduler_side
 from .scheduler_side import PLACEMENTS
 
-__all__ = ["PLACEMENTS", "book_workers", "release_placements", "try_book_workers"]
+__all__ = ["PLACEMENTS", "Booking", "book_workers", "release_placements"]
 
 # The scheduler runs the bookkeeping functions without importing caikit-dask.
 cloudpickle.register_pickle_by_value(scheduler_side)
+
+
+class Booking(NamedTuple):
+    """What ``book_workers`` got: (worker, actor key) pairs, or why nothing fits."""
+
+    placed: list[tuple[str, str]]
+    reason: str | None
+
+    def or_raise(self) -> list[tuple[str, str]]:
+        """The pairs; raises, naming what is missing, when nothing fits."""
+        if not self.placed:
+            error("<DSK50000001E>", DaskBackendError(f"Cannot place the model: {self.reason}."))
+        return self.placed
 
 
 def book_workers(
@@ -32,37 +46,21 @@ def book_workers(
     resources: dict[str, float],
     avoid: Iterable[str] = (),
     exclude: Iterable[str] = (),
-) -> list[tuple[str, str]]:
+) -> Booking:
     """Up to ``count`` (worker, actor key) pairs, booked for new actors of ``module_id``.
 
     Workers in ``exclude`` are never used, those in ``avoid`` only if no other fits.
-    Release what goes unused with ``release_placements``. Raises, naming what is
-    missing, when no worker fits.
+    Release what goes unused with ``release_placements``.
     """
-    booked, reason = try_book_workers(client, module_id, count, resources, avoid, exclude)
-    if not booked:
-        error("<DSK50000001E>", DaskBackendError(f"Cannot place the model: {reason}."))
-    return booked
-
-
-def try_book_workers(
-    client: Client,
-    module_id: str,
-    count: int,
-    resources: dict[str, float],
-    avoid: Iterable[str] = (),
-    exclude: Iterable[str] = (),
-) -> tuple[list[tuple[str, str]], str | None]:
-    """``book_workers`` for background repairs: no bookings and the reason instead of raising."""
     keys = [f"caikit-model-{module_id}-{uuid.uuid4().hex[:12]}" for _ in range(count)]
     outcome = client.run_on_scheduler(
         scheduler_side.reserve, keys, dict(resources), sorted(avoid), sorted(exclude)
     )
-    if "offered" in outcome:
-        if resources:
-            return [], describe_missing(outcome["offered"], resources)
-        return [], "the cluster has no (other) workers"
-    return [(worker, key) for worker, key in outcome["placed"]], None
+    if "placed" in outcome:
+        return Booking([(worker, key) for worker, key in outcome["placed"]], None)
+    if resources:
+        return Booking([], describe_missing(outcome["offered"], resources))
+    return Booking([], "the cluster has no (other) workers")
 
 
 def release_placements(client: Client, placements: Iterable[tuple[str, str]]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from distributed import Future
 
 from ..errors import log
-from .placement import book_workers, release_placements, try_book_workers
+from .placement import book_workers, release_placements
 from .replicas import Replica, ReplicaSet
 from .starting import WorkerLostDuringLoad, detach_handle_future, start_actor
 
@@ -25,7 +25,7 @@ exiting = threading.Event()  # set at interpreter exit (see health)
 def start(replica_set: ReplicaSet) -> None:
     """Place all replicas (in parallel) or fail, releasing whatever was placed."""
     spec = replica_set.spec
-    booked = book_workers(replica_set.client, spec.module_id, spec.count, spec.resources)
+    booked = book_workers(replica_set.client, spec.module_id, spec.count, spec.resources).or_raise()
     if len(booked) < spec.count:
         log.warning(
             "<DSK50000010W>",
@@ -102,7 +102,7 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
                     1,
                     spec.resources,
                     exclude=tried | replica_set.lost_workers,
-                )
+                ).or_raise()
             except BaseException as no_worker:  # noqa: BLE001 - re-raised by place
                 results[index] = no_worker
                 return
@@ -150,7 +150,7 @@ def repair(replica_set: ReplicaSet) -> None:
                 return
             client = replica_set.connection.open_client
             try:
-                booked, reason = try_book_workers(
+                booked, reason = book_workers(
                     client,
                     spec.module_id,
                     missing,
