@@ -63,7 +63,6 @@ class ReplicaSet:
         self.connection, self.spec = connection, spec
         self.replicas: list[Replica] = []
         self.lost_workers: set[str] = set()  # the scheduler may still list them for a while
-        self.replacements = 0
         self.repairing = threading.Lock()  # one repair at a time
         self._changed = threading.Condition(threading.Lock())  # not re-entered; faster
         self._closed = threading.Event()

@@ -117,7 +117,6 @@ def replace(replica_set: ReplicaSet, replica: Replica) -> None:
     if not replica_set.remove(replica):
         return
     replica_set.release([replica])
-    replica_set.replacements += 1
     start_repair(replica_set)
 
 
