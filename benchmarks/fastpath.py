@@ -1,7 +1,7 @@
 """Where a proxy call's time goes, layer by layer, against a plain Dask actor.
 
 ``python -m benchmarks.fastpath [--smoke] [--json PATH]`` measures, in one run:
-sequential latency of each layer of the call path (proxy -> ReplicaSet ->
+sequential latency of each layer of the call path (proxy -> calls.call ->
 ActorChannel -> ModelActor.run_batch) next to a plain Dask actor's sync and
 async methods; CPU per call in the client and the worker process (work versus
 waiting); and 16-thread throughput with the calls carried per actor message,
@@ -98,6 +98,7 @@ def _measure(
     repeats: int,
     cpu_rounds: int,
 ) -> dict[str, Any]:
+    from caikit_dask.loading.calls import call
     from caikit_dask.loading.requests import encode_request
 
     from .modules import BenchEcho
@@ -116,7 +117,7 @@ def _measure(
     results["latency"] = interleaved_latency(
         {
             "proxy.run": lambda: proxy.run("hello"),
-            "ReplicaSet.call (pickled request)": lambda: replicas.call("run", request),
+            "calls.call (pickled request)": lambda: call(replicas, "run", request),
             "ActorChannel.submit": lambda: channel.submit(request).result(60),
             "raw actor, sync method": lambda: raw.ping(1).result(),
             "raw actor, async method": lambda: raw.aping(1).result(),

@@ -108,15 +108,17 @@ class DaskBackend(SharedTrainBackend, SharedLoadBackend):
     # -- loading ---------------------------------------------------------------------------
 
     def load(self, model_path: Any, *args: Any, **kwargs: Any) -> ModuleBase | None:
-        from .loading.proxy import load_proxy
+        from .loading import loader
 
-        return load_proxy(self, model_path, *args, **kwargs)
+        self.start()
+        return loader.load(self.settings, self.connection, model_path)
 
     def attach(self, name: str) -> ModuleBase:
         """A proxy on a model another process loaded and published under ``name``."""
-        from .loading.publishing import attach
+        from .loading import loader
 
-        return attach(self, name)
+        self.start()
+        return loader.attach(self.settings, self.connection, name)
 
     def unpublish(self, name: str) -> None:
         """Let a published model's actors go once no proxy holds them."""

@@ -70,6 +70,7 @@ class DaskConnection:
         self._client: Client | None = None
         self._cluster: Any = None
         self._owns_client = False
+        self._loss_logged = False
 
     @classmethod
     def from_config(cls, mapping: Any) -> DaskConnection:
@@ -177,6 +178,31 @@ class DaskConnection:
                     f"{seconds(self.config.connect_timeout)}. Check that the scheduler is up."
                 ),
             )
+
+    @property
+    def open_client(self) -> Client | None:
+        """The client if open, else None: for background work, which never (re)opens one."""
+        client = self._client
+        return client if client is not None and client.status not in ("closed", "closing") else None
+
+    def lost(self) -> bool:
+        """Whether the open client has lost the scheduler; logged once per loss.
+
+        For background checks, which run once per loaded model: ``raise_if_unreachable``
+        logs an error each time it raises, which is right for a caller's call only.
+        """
+        client = self._client
+        lost = client is not None and client.status not in ("running", "closed", "closing")
+        if lost and not self._loss_logged:
+            log.error(
+                "<DSK10000005E>",
+                "The Dask scheduler at %s is unreachable (client %s); calls fail until "
+                "the client reconnects. Check that the scheduler is up.",
+                self.scheduler_address,
+                client.status,
+            )
+        self._loss_logged = lost
+        return lost
 
     @property
     def dashboard_link(self) -> str | None:

@@ -12,19 +12,19 @@ import contextlib
 import functools
 import html
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from caikit.core.data_model import DataStream
 from caikit.core.modules import ModuleBase
-from caikit.core.registries import module_registry
 
 from ..errors import error
-from ..local_backend import resolve_model_config
 from ..module_identity import MODULE_IDENTITY_ATTRIBUTES
+from .calls import call
 from .context import ForwardedContext
-from .placement import ModelSource
+from .publishing import publish, unpublish
 from .replicas import ReplicaSet
 from .requests import encode_request
+from .streams import stream
 
 
 class DaskModelProxy(ModuleBase):
@@ -33,28 +33,21 @@ class DaskModelProxy(ModuleBase):
     BACKEND_TYPE = "DASK"
     module_class: type[ModuleBase]
 
-    def __init__(self, replicas: ReplicaSet, model_path: str):
+    def __init__(self, replicas: ReplicaSet):
         super().__init__()
         self._replicas = replicas
-        self.model_path = model_path
+        self.model_path = replicas.spec.source.path
         self.published_as: str | None = None
 
     def _forward(self, method: str, args: tuple, kwargs: dict, output_streaming: bool) -> Any:
-        if self._replicas.closed:
-            error(
-                "<DSK60000001E>",
-                RuntimeError(
-                    f"{type(self).__name__} for {self.model_path} was closed; "
-                    "load the model again to call it"
-                ),
-            )
+        replicas = self._replicas
+        replicas.raise_if_closed()
         args = tuple(_sendable(value) for value in args)
         kwargs = {name: _sendable(value) for name, value in kwargs.items()}
-        request = encode_request(method, args, kwargs, self._replicas.max_payload_size)
+        request = encode_request(method, args, kwargs, replicas.spec.max_payload_size)
         if output_streaming:
-            replicas = self._replicas
-            return DataStream(lambda: replicas.stream(method, request))
-        return self._replicas.call(method, request)
+            return DataStream(lambda: stream(replicas, method, request))
+        return call(replicas, method, request)
 
     def close(self) -> None:
         """Release the actors now (also done when the proxy is garbage-collected).
@@ -63,8 +56,6 @@ class DaskModelProxy(ModuleBase):
         published model only drops its own handles.
         """
         if self.published_as is not None:
-            from .publishing import unpublish
-
             with contextlib.suppress(Exception):  # the scheduler may be gone
                 unpublish(self._replicas.client, self.published_as)
             self.published_as = None
@@ -77,18 +68,19 @@ class DaskModelProxy(ModuleBase):
         proxy on the same actors; they live until this proxy closes or
         ``DaskBackend.unpublish(name)``.
         """
-        from .publishing import publish
-
-        self.published_as = publish(self, name)
+        self.published_as = publish(self._replicas, name)
         return self.published_as
 
     def __del__(self) -> None:
+        # No module globals here: at interpreter exit they may already be None.
         replicas = getattr(self, "_replicas", None)
         if replicas is not None and not replicas.closed:
-            with contextlib.suppress(Exception):  # interpreter or client shutting down
+            try:  # noqa: SIM105 - contextlib may be gone at interpreter exit
                 replicas.close()
+            except Exception:  # noqa: BLE001, S110 - interpreter or client shutting down
+                pass
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> NoReturn:
         error(
             "<DSK60000002E>",
             NotImplementedError(
@@ -181,44 +173,3 @@ def _forwarder(name: str, original: Any, output_streaming: bool) -> Any:
         return self._forward(name, args, kwargs, output_streaming)
 
     return forward
-
-
-def load_proxy(backend: Any, model_path: Any, *args: Any, **kwargs: Any) -> DaskModelProxy | None:
-    """Load ``model_path`` into actors on the backend's cluster and return its proxy."""
-    settings = backend.settings
-    config = resolve_model_config(model_path)
-    path = getattr(config, "model_path", None) or str(model_path)
-    module_class = module_registry().get(config.module_id)
-    if module_class is None:
-        return None
-    from ..resources import submit_options
-    from ..training.by_value import ensure_registered_on_workers, is_by_value
-
-    ensure_registered_on_workers(backend.client, module_class)
-
-    resources = submit_options(settings.resources).get("resources", {})
-    replicas = ReplicaSet(
-        backend.connection,
-        ModelSource(path),
-        module_class.MODULE_ID,
-        settings.replicas,
-        resources,
-        settings.call_timeout,
-        settings.health_check_period,
-        library=None if is_by_value(module_class) else module_class.__module__,
-        max_payload_size=settings.max_payload_size,
-    )
-    replicas.start()
-    return proxy_class_for(module_class)(replicas, path)
-
-
-def module_class_for(module_id: str) -> type[ModuleBase]:
-    """The registered module class for a published model, or a clear error."""
-    module_class = module_registry().get(module_id)
-    error.value_check(
-        "<DSK60000003E>",
-        module_class is not None,
-        "No module with MODULE_ID {} is registered in this process: import its library first",
-        module_id,
-    )
-    return module_class

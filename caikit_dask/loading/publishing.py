@@ -3,7 +3,7 @@
 An actor lives while some client holds a future for it. Publishing the actor
 futures as a Dask dataset keeps them alive when the loading process goes away,
 so a new process (a restarted runtime) can attach to the loaded model by name
-instead of loading it again.
+instead of loading it again (see ``loader.attach``).
 """
 
 from __future__ import annotations
@@ -16,28 +16,39 @@ from caikit.core.exceptions.caikit_core_exception import (
 )
 from distributed import Client
 
-from .placement import ModelSource
 from .replicas import ReplicaSet
 
 PREFIX = "caikit-dask-model-"
 
 
-def publish(proxy: Any, name: str) -> str:
-    replicas = proxy._replicas
-    replicas.client.publish_dataset(
+def publish(replica_set: ReplicaSet, name: str) -> str:
+    """Publish the live actors of ``replica_set`` under ``name`` (replacing any before)."""
+    spec = replica_set.spec
+    replica_set.client.publish_dataset(
         override=True,
         **{
             PREFIX + name: {
-                "futures": [r.future for r in replicas.replicas if r.alive],
-                "model_path": proxy.model_path,
-                "module_id": proxy.MODULE_ID,
-                "library": replicas.library,
-                "resources": replicas.resources,
-                "replicas": replicas.count,
+                "futures": [r.future for r in replica_set.live()],
+                "model_path": spec.source.path,
+                "module_id": spec.module_id,
+                "library": spec.library,
+                "resources": spec.resources,
+                "replicas": spec.count,
             }
         },
     )
     return name
+
+
+def published(client: Client, name: str) -> dict[str, Any]:
+    """The record ``publish`` wrote under ``name`` (NOT_FOUND if there is none)."""
+    try:
+        return client.get_dataset(PREFIX + name)
+    except KeyError:
+        raise CaikitCoreException(
+            status_code=CaikitCoreStatusCode.NOT_FOUND,
+            message=f"No published model named {name!r}; publish it with proxy.publish(name)",
+        ) from None
 
 
 def unpublish(client: Client, name: str) -> None:
@@ -48,31 +59,3 @@ def unpublish(client: Client, name: str) -> None:
             status_code=CaikitCoreStatusCode.NOT_FOUND,
             message=f"No published model named {name!r}",
         ) from None
-
-
-def attach(backend: Any, name: str) -> Any:
-    """A proxy on the actors published under ``name`` (NOT_FOUND if there are none)."""
-    from .proxy import module_class_for, proxy_class_for
-
-    client = backend.client
-    try:
-        record = client.get_dataset(PREFIX + name)
-    except KeyError:
-        raise CaikitCoreException(
-            status_code=CaikitCoreStatusCode.NOT_FOUND,
-            message=f"No published model named {name!r}; publish it with proxy.publish(name)",
-        ) from None
-    module_class = module_class_for(record["module_id"])
-    settings = backend.settings
-    replicas = ReplicaSet(
-        backend.connection,
-        ModelSource(record["model_path"]),
-        record["module_id"],
-        record["replicas"],
-        record["resources"],
-        settings.call_timeout,
-        settings.health_check_period,
-        library=record["library"],
-    )
-    replicas.adopt(record["futures"])
-    return proxy_class_for(module_class)(replicas, record["model_path"])

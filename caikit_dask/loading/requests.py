@@ -17,6 +17,7 @@ from dask.utils import format_bytes
 from distributed.protocol.pickle import dumps, loads
 
 from ..errors import error
+from ..pickling import unpicklable_argument
 
 
 def encode_request(method: str, args: tuple, kwargs: dict, max_payload_size: int | None) -> bytes:
@@ -24,7 +25,7 @@ def encode_request(method: str, args: tuple, kwargs: dict, max_payload_size: int
     try:
         request = dumps((method, args, kwargs))
     except Exception as err:  # noqa: BLE001 - any pickling failure means the same
-        name, value = _unpicklable_argument(args, kwargs)
+        name, value = unpicklable_argument(args, kwargs)
         error(
             "<DSK60000005E>",
             TypeError(
@@ -42,17 +43,6 @@ def encode_request(method: str, args: tuple, kwargs: dict, max_payload_size: int
             ),
         )
     return request
-
-
-def _unpicklable_argument(args: tuple, kwargs: dict) -> tuple[str, Any]:
-    named = [(f"#{index}", value) for index, value in enumerate(args)]
-    named += [(repr(name), value) for name, value in kwargs.items()]
-    for name, value in named:
-        try:
-            dumps(value)
-        except Exception:  # noqa: BLE001 - this is the one
-            return name, value
-    return "(all together)", (args, kwargs)
 
 
 def decode_request(request: bytes) -> tuple[str, tuple, dict]:

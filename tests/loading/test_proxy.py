@@ -11,6 +11,7 @@ from cluster_support import actor_keys_on_workers, poll, run_in_threads
 from dask_testlib import FaultModule, save_fault_model
 
 from caikit_dask import DaskBackend, DaskModelInitializer
+from caikit_dask.errors import DaskBackendError
 from caikit_dask.example import (
     ClassificationResult,
     ExampleTextClassificationTask,
@@ -105,7 +106,7 @@ def test_close_and_garbage_collection_release_the_actors(initializer, trained_mo
     assert len(keys) == 2 and keys <= actor_keys_on_workers(observer)
     model.close()
     poll(lambda: not keys & actor_keys_on_workers(observer), 10, what="release by close")
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(DaskBackendError, match="was closed; load the model again"):
         model.run("x")
 
     model = initializer.init(ModuleConfig.load(trained_model_dir))
@@ -204,3 +205,57 @@ def test_request_over_max_payload_size_is_refused(connection, trained_model_dir)
     with pytest.raises(ValueError, match="run request is .* over max_payload_size=64.00 kiB"):
         model.run("x" * 100_000)
     model.close()
+
+
+def test_an_attached_model_keeps_max_payload_size(connection, trained_model_dir):
+    model = DaskModelInitializer({"connection": connection}, "publisher").init(
+        ModuleConfig.load(trained_model_dir)
+    )
+    model.publish("payload-limited")
+    attached = DaskBackend({"connection": connection, "max_payload_size": "64KiB"}).attach(
+        "payload-limited"
+    )
+    try:
+        assert attached.run("short and sweet").label
+        with pytest.raises(ValueError, match="over max_payload_size=64.00 kiB"):
+            attached.run("x" * 100_000)
+    finally:
+        attached.close()
+        model.close()
+
+
+def test_a_closed_model_raises_one_error_whatever_the_timing(connection, tmp_path, caplog):
+    """Calls in flight when the model closes, and calls after, fail the same way."""
+    path = save_fault_model(str(tmp_path / "fault"))
+    model = DaskModelInitializer({"connection": connection, "replicas": 2}, "closing").init(
+        ModuleConfig.load(path)
+    )
+    started = threading.Barrier(7)
+
+    def call_while_closing(_):
+        started.wait()
+        return model.run("sleep:1")
+
+    callers = threading.Thread(
+        target=lambda: outcomes.extend(run_in_threads(call_while_closing, 6))
+    )
+    outcomes: list = []
+    callers.start()
+    started.wait()
+    poll(lambda: sum(r["outstanding"] for r in model.replicas) == 6, 10, what="calls in flight")
+    model.close()
+    callers.join(30)
+    errors = [value for value, _ in outcomes] + [_raised(lambda: model.run("x"))]
+    assert len(errors) == 7
+    for err in errors:
+        assert isinstance(err, DaskBackendError), repr(err)
+        assert f"{FaultModule.MODULE_ID} from {path} was closed; load the model again" in str(err)
+    assert caplog.text.count("<DSK60000001E>") == len(errors)
+
+
+def _raised(call):
+    try:
+        call()
+    except Exception as err:  # noqa: BLE001 - returned to the test
+        return err
+    return None

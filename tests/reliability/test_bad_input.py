@@ -436,7 +436,7 @@ CASES = [
         r"Cannot restart training bad-input-dup that is currently running",
     ),
     # calls
-    Case("call after close()", call_after_close, RuntimeError, r"was closed; load the model"),
+    Case("call after close()", call_after_close, DaskBackendError, r"was closed; load the model"),
     Case(
         "task the module does not have",
         task_the_module_does_not_have,

@@ -1,0 +1,107 @@
+"""Loading a model into actors, or attaching to one published by another process.
+
+The one place a ``ReplicaSet`` is built: from the backend's settings and
+connection, handed in explicitly (caikit adapter -> backend -> loader -> Dask),
+the same way for a load and for an attach.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caikit.core.modules import ModuleBase
+from caikit.core.registries import module_registry
+
+from ..config import BackendConfig
+from ..connection import DaskConnection
+from ..errors import error
+from ..local_backend import resolve_model_config
+from ..resources import submit_options
+from . import upkeep
+from .health import HealthChecker
+from .proxy import DaskModelProxy, proxy_class_for
+from .publishing import published
+from .replicas import ReplicaSet, ReplicaSpec
+from .source import ModelSource
+
+
+def load(
+    settings: BackendConfig, connection: DaskConnection, model_path: Any
+) -> DaskModelProxy | None:
+    """Load ``model_path`` into ``settings.replicas`` actors; None if no module matches it."""
+    from ..training.by_value import ensure_registered_on_workers, is_by_value
+
+    config = resolve_model_config(model_path)
+    path = getattr(config, "model_path", None) or str(model_path)
+    module_class = module_registry().get(config.module_id)
+    if module_class is None:
+        return None
+    ensure_registered_on_workers(connection.client, module_class)
+    replica_set = _replica_set(
+        settings,
+        connection,
+        module_class.MODULE_ID,
+        path,
+        library=None if is_by_value(module_class) else module_class.__module__,
+        count=settings.replicas,
+        resources=submit_options(settings.resources).get("resources", {}),
+    )
+    upkeep.start(replica_set)
+    HealthChecker.watch(replica_set)
+    return proxy_class_for(module_class)(replica_set)
+
+
+def attach(settings: BackendConfig, connection: DaskConnection, name: str) -> DaskModelProxy:
+    """A proxy on the actors published under ``name`` (NOT_FOUND if there are none).
+
+    The replicas are as the publisher loaded them; calls follow this backend's settings.
+    """
+    record = published(connection.client, name)
+    module_class = _module_class_for(record["module_id"])
+    replica_set = _replica_set(
+        settings,
+        connection,
+        record["module_id"],
+        record["model_path"],
+        library=record["library"],
+        count=record["replicas"],
+        resources=record["resources"],
+    )
+    upkeep.adopt(replica_set, record["futures"])
+    HealthChecker.watch(replica_set)
+    return proxy_class_for(module_class)(replica_set)
+
+
+def _replica_set(
+    settings: BackendConfig,
+    connection: DaskConnection,
+    module_id: str,
+    path: str,
+    *,
+    library: str | None,
+    count: int,
+    resources: dict[str, float],
+) -> ReplicaSet:
+    spec = ReplicaSpec(
+        module_id=module_id,
+        source=ModelSource(path),
+        library=library,
+        count=count,
+        resources=dict(resources),
+        call_timeout=settings.call_timeout,
+        health_check_period=settings.health_check_period,
+        max_payload_size=settings.max_payload_size,
+    )
+    return ReplicaSet(connection, spec)
+
+
+def _module_class_for(module_id: str) -> type[ModuleBase]:
+    """The registered module class for a published model, or a clear error."""
+    module_class = module_registry().get(module_id)
+    error.value_check(
+        "<DSK60000003E>",
+        module_class is not None,
+        "No module with MODULE_ID {} is registered in this process: import its library first",
+        module_id,
+    )
+    return module_class

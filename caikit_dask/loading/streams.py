@@ -1,0 +1,48 @@
+"""Output streams: opened on a replica like a call, then pulled in growing chunks.
+
+The stream stays on the worker; only the opening is retried on another replica
+(a half-read stream cannot be resumed elsewhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from distributed.comm.core import CommClosedError
+
+from ..errors import log
+from .calls import with_retry
+from .replicas import Replica, ReplicaSet
+
+_FIRST_CHUNK, _LARGEST_CHUNK = 8, 256
+
+
+def stream(replica_set: ReplicaSet, method: str, request: bytes) -> Iterator[Any]:
+    """The items of a streaming call, pulled lazily from the replica that opened it."""
+    opened_on: list[Any] = []
+
+    def open_stream(replica: Replica) -> Any:
+        actor = replica.actor  # once: a concurrent replacement sets it to None
+        if actor is None:
+            raise CommClosedError("replica released")
+        opened_on[:] = [actor]
+        return actor.open_stream(request, 1)
+
+    stream_id, items, done = with_retry(replica_set, method, open_stream)
+    actor = opened_on[0]
+    size = _FIRST_CHUNK
+    try:
+        yield from items
+        while not done:
+            items, done = actor.next_chunk(stream_id, size).result(
+                timeout=replica_set.spec.call_timeout
+            )
+            size = min(size * 2, _LARGEST_CHUNK)
+            yield from items
+    finally:
+        if not done:
+            try:
+                actor.close_stream(stream_id)
+            except Exception as err:  # noqa: BLE001 - the replica may be gone
+                log.debug("Could not close stream %s: %s", stream_id, err)

@@ -1,0 +1,179 @@
+"""Keeping a model at ``count`` replicas: placing them, and replacing the dead ones.
+
+A replica is replaced only on definite death (see ``health``). Replacements go
+to workers the set does not use yet where possible, never to a worker it lost.
+Background repairs stop when the model is closed, when the connection is closed
+or lost (they resume on the next health check that reaches the scheduler), and
+at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from distributed import Future
+
+from ..errors import log
+from .placement import book_workers, release_placements
+from .replicas import Replica, ReplicaSet
+from .starting import WorkerLostDuringLoad, detach_handle_future, start_actor
+
+exiting = threading.Event()  # set at interpreter exit (see health)
+
+
+def start(replica_set: ReplicaSet) -> None:
+    """Place all replicas (in parallel) or fail, releasing whatever was placed."""
+    spec = replica_set.spec
+    booked = book_workers(replica_set.client, spec.module_id, spec.count, spec.resources).or_raise()
+    if len(booked) < spec.count:
+        log.warning(
+            "<DSK50000010W>",
+            "Only %d of %d replicas of %s fit the cluster's free resources %s",
+            len(booked),
+            spec.count,
+            spec.module_id,
+            spec.resources,
+        )
+    try:
+        place(replica_set, booked)
+    except BaseException:
+        replica_set.close()
+        raise
+
+
+def adopt(replica_set: ReplicaSet, futures: list[Future]) -> None:
+    """Take over actors another client placed (a published model)."""
+    client = replica_set.client
+    who_has = client.who_has(futures)
+    with client.as_current():  # Actor handles bind to the current client
+        actors = [
+            detach_handle_future(future.result(timeout=replica_set.spec.call_timeout))
+            for future in futures
+        ]
+    replica_set.add(
+        [
+            Replica(client, future, actor, (who_has.get(future.key) or ["unknown"])[0])
+            for future, actor in zip(futures, actors, strict=True)
+        ]
+    )
+
+
+def place(replica_set: ReplicaSet, booked: list[tuple[str, str]]) -> None:
+    """Start an actor on each booked (worker, key), in parallel; raise the first failure.
+
+    An actor whose worker leaves while it loads is booked again elsewhere.
+    """
+    results: list[Any] = [None] * len(booked)
+    threads = [
+        threading.Thread(target=_place_one, args=(replica_set, worker, key, results, index))
+        for index, (worker, key) in enumerate(booked)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    replica_set.add([r for r in results if isinstance(r, Replica)])
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        raise failures[0]
+
+
+def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, index: int) -> None:
+    spec, client = replica_set.spec, replica_set.client
+    tried: set[str] = set()
+    while True:
+        tried.add(worker)
+        try:
+            source = spec.source.for_worker(client, worker)
+            future, actor = start_actor(
+                client, source, worker, key, spec.resources, spec.call_timeout, spec.library
+            )
+            results[index] = Replica(client, future, actor, worker)
+            return
+        except WorkerLostDuringLoad as err:
+            log.warning("<DSK50000014W>", "%s; loading on another worker", err)
+            replica_set.lost_workers.add(worker)
+            release_placements(client, [(worker, key)])
+            try:
+                [(worker, key)] = book_workers(
+                    client,
+                    spec.module_id,
+                    1,
+                    spec.resources,
+                    exclude=tried | replica_set.lost_workers,
+                ).or_raise()
+            except BaseException as no_worker:  # noqa: BLE001 - re-raised by place
+                results[index] = no_worker
+                return
+        except BaseException as err:  # noqa: BLE001 - re-raised by place
+            release_placements(client, [(worker, key)])
+            results[index] = err
+            return
+
+
+def replace(replica_set: ReplicaSet, replica: Replica) -> None:
+    """Drop a dead replica, and place a new one in the background."""
+    if not replica_set.remove(replica):
+        return
+    replica_set.release([replica])
+    start_repair(replica_set)
+
+
+def _stopped(replica_set: ReplicaSet) -> bool:
+    """Whether a background repair should stop: it resumes on a later health check."""
+    connection = replica_set.connection
+    return (
+        replica_set.closed
+        or exiting.is_set()
+        or connection.open_client is None
+        or connection.lost()
+    )
+
+
+def start_repair(replica_set: ReplicaSet) -> None:
+    threading.Thread(
+        target=repair, args=(replica_set,), name="caikit-dask-repair", daemon=True
+    ).start()
+
+
+def repair(replica_set: ReplicaSet) -> None:
+    """Bring the set back to ``count`` replicas, avoiding workers already used."""
+    if not replica_set.repairing.acquire(blocking=False):
+        return
+    spec = replica_set.spec
+    try:
+        while not _stopped(replica_set):
+            missing = spec.count - len(replica_set.live())
+            if missing <= 0:
+                return
+            client = replica_set.connection.open_client
+            try:
+                booked, reason = book_workers(
+                    client,
+                    spec.module_id,
+                    missing,
+                    spec.resources,
+                    avoid={r.worker for r in replica_set.live()},
+                    exclude=set(replica_set.lost_workers),
+                )
+            except Exception as err:  # noqa: BLE001 - the scheduler went away meanwhile
+                booked, reason = [], err
+            if _stopped(replica_set):
+                release_placements(client, booked)
+                return
+            if not booked:
+                log.warning("<DSK50000012W>", "Cannot re-place %s yet: %s", spec.module_id, reason)
+                replica_set.wait_closed(spec.health_check_period)
+                continue
+            try:
+                place(replica_set, booked)
+            except Exception as err:  # noqa: BLE001 - try again next period
+                if _stopped(replica_set):
+                    return
+                log.warning("<DSK50000013W>", "Re-placing %s failed: %s", spec.module_id, err)
+                replica_set.wait_closed(spec.health_check_period)
+    finally:
+        if replica_set.closed:
+            replica_set.close()  # replicas placed while it closed
+        replica_set.repairing.release()
