@@ -230,12 +230,14 @@ def test_fine_tuned_model_served_by_the_runtime(generation_runtime, fine_tuned):
 
 
 def test_prompt_tuning_stream_over_the_runtime(generation_runtime, prompt_tuned_dir):
-    """caikit-nlp 0.5.15's local stream yields ``generated_text`` as a list of token strings
-    where its data model declares ``str``: no protobuf can carry that, so gRPC answers INTERNAL
-    (at once, no hang), while HTTP, which writes JSON, streams exactly the local parts."""
+    """caikit-nlp 0.5.15's local ``run_stream_out`` (``generate_text_func_stream``) runs the
+    whole generation, then yields one part per output sequence whose ``generated_text`` is that
+    sequence decoded token by token: a list of strings where its data model declares ``str``.
+    No protobuf can carry that, so gRPC answers INTERNAL (at once, no hang), while HTTP, which
+    writes JSON, streams exactly the local parts."""
     runtime = generation_runtime()
     local_parts = list(PeftPromptTuning.load(prompt_tuned_dir).run_stream_out(PROMPT, **GENERATE))
-    assert local_parts and all(isinstance(p.generated_text, list) for p in local_parts)
+    assert len(local_parts) == 1 and isinstance(local_parts[0].generated_text, list)
     with pytest.raises((TypeError, ValueError)):
         local_parts[0].to_proto()  # the library's own object can't become a message
     with pytest.raises(grpc.RpcError) as error:
@@ -256,3 +258,6 @@ def test_prompt_tuning_stream_over_the_runtime(generation_runtime, prompt_tuned_
         model_id="prompt-tuned",
     )
     assert_close(reply, as_grpc_json(expected))
+    response = runtime.http_predict("text-generation", "prompt-tuned", PROMPT, GENERATE)
+    assert response.status_code == 200, response.text
+    assert_close(response.json(), as_http_json(expected))
