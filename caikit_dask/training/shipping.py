@@ -30,34 +30,35 @@ class ShippedModel:
     """Wraps a model so that pickling it sends its saved archive, checked to load back, or
     else the model itself (cloudpickle).
 
-    The cost, paid on the worker the first time the result is sent: saving the archive and
-    loading it once more (time, and briefly the memory of a second copy of the model). The
-    choice is kept, so sending the result again costs only the pickling. The cloudpickle
-    fallback needs the same library versions where it is unpickled, and may be larger than
-    the archive (a prompt-tuned model carries its base model's weights).
+    The cost, paid on the worker the first time the result is sent: one more load of the
+    archive (time, and briefly the memory of a second copy of the model). Only the outcome is
+    kept, not the bytes, so a result held on the worker takes no more memory than its model.
+    The cloudpickle fallback needs the same library versions where it is unpickled, and may
+    be larger than the archive (a prompt-tuned model carries its base model's weights).
     """
 
     def __init__(self, model: ModuleBase):
         self.model = model
-        self._reduction: tuple | None = None
+        self._archive_loads_back: bool | None = None  # decided on the first send
 
     def __reduce__(self):
-        if self._reduction is None:
-            self._reduction = self._reduce_model()
-        return self._reduction
-
-    def _reduce_model(self) -> tuple:
         library = type(self.model).__module__
-        try:
-            archive = self.model.as_bytes()
-            _from_archive(archive, library)
-        except Exception as err:  # noqa: BLE001 - whatever breaks the round trip, send the object
-            log.info(
-                "<DSK30000030I>",
-                "Sending the trained %s pickled: its saved archive does not load back (%s: %s)",
-                type(self.model).__name__,
-                type(err).__name__,
-                err,
-            )
-            return cloudpickle.loads, (cloudpickle.dumps(self.model),)
-        return _from_archive, (archive, library)
+        if self._archive_loads_back is None:
+            try:
+                archive = self.model.as_bytes()
+                _from_archive(archive, library)
+            except Exception as err:  # noqa: BLE001 - whatever breaks the round trip
+                log.info(
+                    "<DSK30000030I>",
+                    "Sending the trained %s pickled: its saved archive does not load back (%s: %s)",
+                    type(self.model).__name__,
+                    type(err).__name__,
+                    err,
+                )
+                self._archive_loads_back = False
+            else:
+                self._archive_loads_back = True
+                return _from_archive, (archive, library)
+        if self._archive_loads_back:
+            return _from_archive, (self.model.as_bytes(), library)
+        return cloudpickle.loads, (cloudpickle.dumps(self.model),)

@@ -8,6 +8,7 @@ from caikit.core.modules import ModuleLoader, ModuleSaver
 from caikit_dask.example import EchoResult, EchoTask
 
 HALF_SAVED_MODULE_ID = "5b7758b7-10cc-4b57-98ac-c47fbbdb8587"
+LOAD_ATTEMPTS: list[str] = []  # every load() in this process, for the tests to count
 
 
 @module(
@@ -29,6 +30,7 @@ class HalfSavedModel(ModuleBase):
 
     @classmethod
     def load(cls, model_path, base: str | None = None, **kwargs):
+        LOAD_ATTEMPTS.append(str(model_path))
         if base is None:
             raise ValueError("base not provided: the saved model holds only its suffix")
         return cls(base, ModuleLoader(model_path).config.suffix)
