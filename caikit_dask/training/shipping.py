@@ -1,14 +1,18 @@
 """Moving trained models between processes that may share no filesystem.
 
-caikit modules are not generally picklable (protobuf descriptors, native
-handles), but every saveable module round-trips through ``as_bytes`` and
-``caikit.core.load``; a module without ``save`` falls back to cloudpickle.
+caikit modules are not generally picklable (protobuf descriptors, native handles), but most
+round-trip through ``as_bytes`` and ``caikit.core.load``. Those that don't (no ``save``, or a
+default save that can't be loaded on its own, like caikit-nlp's prompt tuning, which saves only
+its prompt vectors) are sent with cloudpickle instead: the caller gets the trained model back,
+as caikit's LOCAL trainer hands back the in-memory one.
 """
 
 from __future__ import annotations
 
 import cloudpickle
 from caikit.core.modules import ModuleBase
+
+from ..errors import log
 
 
 def _from_archive(archive: bytes, library: str | None = None) -> ModuleBase:
@@ -23,13 +27,38 @@ def _from_archive(archive: bytes, library: str | None = None) -> ModuleBase:
 
 
 class ShippedModel:
-    """Wraps a model so that pickling it sends its saved archive."""
+    """Wraps a model so that pickling it sends its saved archive, checked to load back, or
+    else the model itself (cloudpickle).
+
+    The cost, paid on the worker the first time the result is sent: one more load of the
+    archive (time, and briefly the memory of a second copy of the model). Only the outcome is
+    kept, not the bytes, so a result held on the worker takes no more memory than its model.
+    The cloudpickle fallback needs the same library versions where it is unpickled, and may
+    be larger than the archive (a prompt-tuned model carries its base model's weights).
+    """
 
     def __init__(self, model: ModuleBase):
         self.model = model
+        self._archive_loads_back: bool | None = None  # decided on the first send
 
     def __reduce__(self):
-        try:
-            return _from_archive, (self.model.as_bytes(), type(self.model).__module__)
-        except NotImplementedError:
-            return cloudpickle.loads, (cloudpickle.dumps(self.model),)
+        library = type(self.model).__module__
+        if self._archive_loads_back is None:
+            try:
+                archive = self.model.as_bytes()
+                _from_archive(archive, library)
+            except Exception as err:  # noqa: BLE001 - whatever breaks the round trip
+                log.info(
+                    "<DSK30000030I>",
+                    "Sending the trained %s pickled: its saved archive does not load back (%s: %s)",
+                    type(self.model).__name__,
+                    type(err).__name__,
+                    err,
+                )
+                self._archive_loads_back = False
+            else:
+                self._archive_loads_back = True
+                return _from_archive, (archive, library)
+        if self._archive_loads_back:
+            return _from_archive, (self.model.as_bytes(), library)
+        return cloudpickle.loads, (cloudpickle.dumps(self.model),)

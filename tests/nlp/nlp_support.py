@@ -8,15 +8,7 @@ import json
 import math
 from typing import Any
 
-import pytest
 from google.protobuf import json_format
-
-# A caikit-dask defect these tests expose (caikit's LOCAL initializer has the fallback).
-PATH_ONLY_LOAD = (
-    "caikit_dask.local_backend.LocalSharedBackend.load passes a ModuleConfig to "
-    "module_class.load without caikit's fallback to the model path; caikit-nlp modules whose "
-    "load joins it as a path fail on the worker (TypeError)"
-)
 
 NLP_SERVICE = "caikit.runtime.Nlp.NlpService"
 
@@ -100,16 +92,3 @@ def as_plain(result: Any) -> Any:
         raise TypeError(f"unexpected {type(value)} in a result")
 
     return json.loads(json.dumps(result.to_dict(), default=plain))
-
-
-def xfail_while_dask_cannot_load(request: pytest.FixtureRequest, model_dir: str) -> None:
-    """Mark the running test xfail(strict) if DASK's worker-side load (LocalSharedBackend)
-    can't load ``model_dir``: the fix then turns the test into a pass, never an XPASS."""
-    from caikit.core.modules import ModuleConfig
-
-    from caikit_dask.local_backend import LocalSharedBackend
-
-    try:
-        LocalSharedBackend().load(ModuleConfig.load(model_dir))
-    except TypeError:
-        request.applymarker(pytest.mark.xfail(reason=PATH_ONLY_LOAD, strict=True))

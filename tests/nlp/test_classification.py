@@ -2,9 +2,8 @@
 (text classification) and ``FilteredSpanClassification`` built from it and a
 ``RegexSentenceSplitter`` (token classification, with a bidirectional-streaming task), served
 through DASK: the proxy, and a real caikit.runtime over gRPC (unary and bidi) and HTTP.
-
-These modules' ``load`` takes only a path, so they wait on the same caikit-dask fix as the
-generation modules (see ``nlp_support.PATH_ONLY_LOAD``)."""
+``FilteredSpanClassification.load`` and its sentence splitter's take only a path: the worker-side
+load falls back to it, as caikit's LOCAL initializer does."""
 
 from __future__ import annotations
 
@@ -23,7 +22,6 @@ from nlp_support import (  # noqa: E402
     as_http_json,
     as_plain,
     assert_close,
-    xfail_while_dask_cannot_load,
 )
 
 from caikit_dask import DaskModelInitializer  # noqa: E402
@@ -49,23 +47,13 @@ def model_dirs(tiny_base_models, tmp_path_factory) -> dict[str, str]:
     return dirs
 
 
-@pytest.fixture
-def classifier_loadable(request, model_dirs):
-    xfail_while_dask_cannot_load(request, model_dirs["classifier"])
-
-
-@pytest.fixture
-def spans_loadable(request, model_dirs):
-    xfail_while_dask_cannot_load(request, model_dirs["spans"])
-
-
 @pytest.fixture(scope="module")
 def initializer(local_cluster) -> DaskModelInitializer:
     connection = {"address": local_cluster.scheduler_address, "timeout": "20s"}
     return DaskModelInitializer({"connection": connection, "call_timeout": "120s"}, "nlp-clf")
 
 
-def test_sequence_classification_through_the_proxy(classifier_loadable, initializer, model_dirs):
+def test_sequence_classification_through_the_proxy(initializer, model_dirs):
     local = SequenceClassification.load(model_dirs["classifier"])
     proxy = initializer.init(ModuleConfig.load(model_dirs["classifier"]))
     try:
@@ -75,7 +63,7 @@ def test_sequence_classification_through_the_proxy(classifier_loadable, initiali
         proxy.close()
 
 
-def test_span_classification_bidi_stream_through_the_proxy(spans_loadable, initializer, model_dirs):
+def test_span_classification_bidi_stream_through_the_proxy(initializer, model_dirs):
     local = FilteredSpanClassification.load(model_dirs["spans"])
     proxy = initializer.init(ModuleConfig.load(model_dirs["spans"]))
     try:
@@ -99,7 +87,7 @@ def runtime(nlp_runtime_factory, local_cluster, model_dirs):
     return nlp_runtime_factory(local_cluster.scheduler_address, model_dirs, config=lazy)
 
 
-def test_text_classification_served_by_the_runtime(classifier_loadable, runtime, model_dirs):
+def test_text_classification_served_by_the_runtime(runtime, model_dirs):
     classifier = SequenceClassification.load(model_dirs["classifier"])
     reply = runtime.grpc_call(
         f"{NLP_SERVICE}/TextClassificationTaskPredict", {"text": TEXT}, model_id="classifier"
@@ -110,9 +98,7 @@ def test_text_classification_served_by_the_runtime(classifier_loadable, runtime,
     assert_close(response.json(), as_http_json(classifier.run(TEXT)))
 
 
-def test_token_classification_and_its_bidi_stream_served_by_the_runtime(
-    spans_loadable, runtime, model_dirs
-):
+def test_token_classification_and_its_bidi_stream_served_by_the_runtime(runtime, model_dirs):
     spans = FilteredSpanClassification.load(model_dirs["spans"])
     reply = runtime.grpc_call(
         f"{NLP_SERVICE}/TokenClassificationTaskPredict", {"text": TEXT}, model_id="spans"

@@ -3,19 +3,20 @@ through DaskModelTrainer on a worker, then served through DASK (proxy, gRPC, HTT
 ``PeftPromptTuning`` (the module with a server-streaming task) trained through DaskModelTrainer
 and served with its stream through DASK.
 
-DaskModelInitializer's worker-side load hands the module a ``ModuleConfig``; caikit-nlp's
-generation modules take only a path (``os.path.join(model_path, ...)``). caikit's own LOCAL
-initializer retries with the path when the ModuleConfig load fails; caikit-dask does not yet,
-so until it does the tests that load these modules through DASK are expected to fail
-(``xfail(strict=True)``, so the fix flips them to passing and the marker must go)."""
+caikit-nlp's generation modules' ``load`` takes only a path (``os.path.join(model_path, ...)``):
+the worker-side load falls back to it when the ``ModuleConfig`` load fails, as caikit's LOCAL
+initializer does."""
 
 from __future__ import annotations
+
+import os
 
 import grpc
 import pytest
 
 pytest.importorskip("caikit_nlp")
 
+import torch  # noqa: E402
 from caikit.core.data_model import DataStream  # noqa: E402
 from caikit.core.modules import ModuleConfig  # noqa: E402
 from caikit.interfaces.nlp import data_model as nlp_dm  # noqa: E402
@@ -23,13 +24,11 @@ from caikit_nlp.data_model import GenerationTrainRecord, TuningConfig  # noqa: E
 from caikit_nlp.modules.text_generation import PeftPromptTuning, TextGeneration  # noqa: E402
 from nlp_support import (  # noqa: E402
     NLP_SERVICE,
-    PATH_ONLY_LOAD,
     as_grpc_json,
     as_http_json,
     as_plain,
     assert_close,
     models_on_workers,
-    xfail_while_dask_cannot_load,
 )
 
 from caikit_dask import DaskModelInitializer, DaskModelTrainer  # noqa: E402
@@ -100,16 +99,10 @@ def prompt_tune(tiny_base_models) -> PeftPromptTuning:
 @pytest.fixture(scope="module")
 def prompt_tuned_dir(tiny_base_models, tmp_path_factory) -> str:
     """PeftPromptTuning saved with its base model (``save_base_model=True``), the only form
-    caikit-nlp loads back. Trained here: through DASK it can't come back (see below)."""
+    caikit-nlp loads back."""
     path = str(tmp_path_factory.mktemp("prompt-tuned") / "prompt-tuned")
     prompt_tune(tiny_base_models).save(path, save_base_model=True)
     return path
-
-
-@pytest.fixture
-def path_only_loading(request, fine_tuned):
-    """Marks the test xfail(strict) while DASK cannot load modules whose load takes a path."""
-    xfail_while_dask_cannot_load(request, fine_tuned.save_path)
 
 
 def test_text_generation_trains_on_a_worker(fine_tuned):
@@ -121,18 +114,18 @@ def test_text_generation_trains_on_a_worker(fine_tuned):
     assert trained.run(PROMPT, **GENERATE).to_dict() == from_disk.run(PROMPT, **GENERATE).to_dict()
 
 
-@pytest.mark.xfail(reason=PATH_ONLY_LOAD, strict=True)
 def test_dask_initializer_loads_a_module_whose_load_takes_a_path(initializer, fine_tuned):
-    proxy = initializer.init(ModuleConfig.load(fine_tuned.save_path))
+    model_config = ModuleConfig.load(fine_tuned.save_path)
+    with pytest.raises(TypeError):  # TextGeneration.load joins its argument as a path
+        TextGeneration.load(model_config)
+    proxy = initializer.init(model_config)
     try:
         assert proxy.run(PROMPT, **GENERATE).generated_text
     finally:
         proxy.close()
 
 
-def test_fine_tuned_model_served_through_the_proxy(
-    path_only_loading, initializer, fine_tuned, local_cluster
-):
+def test_fine_tuned_model_served_through_the_proxy(initializer, fine_tuned, local_cluster):
     local = TextGeneration.load(fine_tuned.save_path)
     proxy = initializer.init(ModuleConfig.load(fine_tuned.save_path))
     try:
@@ -151,7 +144,7 @@ def test_fine_tuned_model_served_through_the_proxy(
         proxy.close()
 
 
-def test_prompt_tuning_streams_through_the_proxy(path_only_loading, initializer, prompt_tuned_dir):
+def test_prompt_tuning_streams_through_the_proxy(initializer, prompt_tuned_dir):
     local = PeftPromptTuning.load(prompt_tuned_dir)
     proxy = initializer.init(ModuleConfig.load(prompt_tuned_dir))
     try:
@@ -194,17 +187,18 @@ def test_prompt_tuning_save_path_holds_only_prompt_vectors(prompt_tuned_on_worke
         PeftPromptTuning.load(prompt_tuned_on_worker.save_path)
 
 
-@pytest.mark.xfail(
-    reason="caikit_dask.training.shipping.ShippedModel ships a trained model as its default "
-    "save archive; PeftPromptTuning's default save can't be loaded back (caikit's LOCAL "
-    "trainer returns the in-memory model)",
-    raises=ValueError,
-    strict=True,
-)
 def test_prompt_tuning_trained_through_dask_comes_back(prompt_tuned_on_worker):
+    """Its archive can't be loaded back, so the worker sends the model pickled: ``load()``
+    returns the trained model, as caikit's LOCAL trainer does."""
     model = prompt_tuned_on_worker.load()
     assert isinstance(model, PeftPromptTuning)
     assert model.run(PROMPT, **GENERATE).generated_text
+    # The very prompt vectors the worker trained and saved.
+    saved = torch.load(os.path.join(prompt_tuned_on_worker.save_path, "decoder.pt"))
+    vectors = PeftPromptTuning.get_exportable_prompt_vectors(
+        model.model, model.tuning_type, model.output_model_types
+    )
+    assert any(v is not None and torch.equal(v, saved) for v in vectors.values())
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +215,7 @@ def generation_runtime(nlp_runtime_factory, local_cluster, fine_tuned, prompt_tu
     return get
 
 
-def test_fine_tuned_model_served_by_the_runtime(path_only_loading, generation_runtime, fine_tuned):
+def test_fine_tuned_model_served_by_the_runtime(generation_runtime, fine_tuned):
     runtime = generation_runtime()
     expected = TextGeneration.load(fine_tuned.save_path).run(PROMPT, **GENERATE)
     reply = runtime.grpc_call(
@@ -235,15 +229,15 @@ def test_fine_tuned_model_served_by_the_runtime(path_only_loading, generation_ru
     assert_close(response.json(), as_http_json(expected))
 
 
-def test_prompt_tuning_stream_over_the_runtime(
-    path_only_loading, generation_runtime, prompt_tuned_dir
-):
-    """caikit-nlp 0.5.15's local stream yields ``generated_text`` as a list of token strings
-    where its data model declares ``str``: no protobuf can carry that, so gRPC answers INTERNAL
-    (at once, no hang), while HTTP, which writes JSON, streams exactly the local parts."""
+def test_prompt_tuning_stream_over_the_runtime(generation_runtime, prompt_tuned_dir):
+    """caikit-nlp 0.5.15's local ``run_stream_out`` (``generate_text_func_stream``) runs the
+    whole generation, then yields one part per output sequence whose ``generated_text`` is that
+    sequence decoded token by token: a list of strings where its data model declares ``str``.
+    No protobuf can carry that, so gRPC answers INTERNAL (at once, no hang), while HTTP, which
+    writes JSON, streams exactly the local parts."""
     runtime = generation_runtime()
     local_parts = list(PeftPromptTuning.load(prompt_tuned_dir).run_stream_out(PROMPT, **GENERATE))
-    assert local_parts and all(isinstance(p.generated_text, list) for p in local_parts)
+    assert len(local_parts) == 1 and isinstance(local_parts[0].generated_text, list)
     with pytest.raises((TypeError, ValueError)):
         local_parts[0].to_proto()  # the library's own object can't become a message
     with pytest.raises(grpc.RpcError) as error:
@@ -264,3 +258,6 @@ def test_prompt_tuning_stream_over_the_runtime(
         model_id="prompt-tuned",
     )
     assert_close(reply, as_grpc_json(expected))
+    response = runtime.http_predict("text-generation", "prompt-tuned", PROMPT, GENERATE)
+    assert response.status_code == 200, response.text
+    assert_close(response.json(), as_http_json(expected))
