@@ -51,10 +51,15 @@ def _other_process(address, training_id, mode):
 
 def test_another_process_sees_a_running_training_and_its_result(local_cluster, connection):
     trainer = DaskModelTrainer({"connection": connection}, "default")
+    # Runs until canceled, however long the new process takes to start.
+    running = trainer.train(TextClassifier, epochs=100_000, sleep_per_epoch=0.05)
+    poll(lambda: running.get_info().status is JobStatus.RUNNING, 30, what="running")
+    try:
+        seen = _other_process(local_cluster.scheduler_address, running.id, "status")
+    finally:
+        running.cancel()
+    assert seen == {"status": "RUNNING", "worker": running.training.worker}
     future = trainer.train(TextClassifier, epochs=60, sleep_per_epoch=0.05)
-    poll(lambda: future.get_info().status is JobStatus.RUNNING, 30, what="running")
-    seen = _other_process(local_cluster.scheduler_address, future.id, "status")
-    assert seen == {"status": "RUNNING", "worker": future.training.worker}
     finished = _other_process(local_cluster.scheduler_address, future.id, "wait")
     assert finished["status"] == "COMPLETED"
     assert finished["label"] == future.load().run("lovely").label
