@@ -283,13 +283,12 @@ class DaskTraining:
             self.end(JobStatus.CANCELED)
             self._await_published()
             try:
-                self.client.run(cancel_on_worker, self.id, wait=10)
+                self.client.run(cancel_on_worker, self.id, 10)  # wait up to 10 s
             except Exception as err:  # noqa: BLE001 - the task is cancelled below anyway
                 log.warning(
                     "<DSK30000015W>", "Could not reach workers to stop %s: %s", self.id, err
                 )
         TrainingMonitor.for_client(self.client).forget(self.id)
         self._await_published()
-        forget_training(self.client, self.id, self.key)
-        self.client.cancel([self.future], force=True, reason=f"training {self.id} deleted")
+        forget_training(self.client, self.id, self.key, for_all_clients=True)
         self.future.release()

@@ -112,15 +112,19 @@ def record_of(client: Client, listed: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def forget_training(client: Client, training_id: str, key: str) -> None:
+def forget_training(
+    client: Client, training_id: str, key: str, for_all_clients: bool = False
+) -> None:
     """Drop everything the scheduler keeps of the training: its dataset (if it still
-    holds ``key``), finished marker, kept log and events.
+    holds ``key``), finished marker, kept log and events; ``for_all_clients`` also
+    cancels its task for every client holding it (they see it cancelled).
 
     A newer training may have been published under the same (external) id: its
     dataset, log and events stay.
     """
     dataset, metadata, store = dataset_name(training_id), FINISHED_METADATA, LOG_STORE
     topics = (STATE_TOPIC, LOG_TOPIC)
+    client_id = client.id if for_all_clients else None
 
     def forget(dask_scheduler: Any) -> None:
         # Metadata has no delete, and distributed keeps a ``published-<name>`` client
@@ -134,6 +138,9 @@ def forget_training(client: Client, training_id: str, key: str) -> None:
         entry = dask_scheduler.clients.get(f"published-{dataset}")
         if entry is not None and not entry.wants_what:
             del dask_scheduler.clients[f"published-{dataset}"]
+        if client_id is not None and key in dask_scheduler.tasks:
+            reason = f"training {training_id} deleted"
+            dask_scheduler.stimulus_cancel([key], client_id, True, reason, reason)
         plugin = dask_scheduler.plugins.get(store)
         if plugin is not None and plugin.logs.get(training_id, (None,))[0] == key:
             del plugin.logs[training_id]
