@@ -104,7 +104,7 @@ class DaskTraining:
         """
         self.state.apply_scheduler_facts(facts)
         if facts["task_state"] == "erred":
-            with contextlib.suppress(Exception):  # best effort: status falls back to events
+            with self.client.as_current(), contextlib.suppress(Exception):  # best effort
                 distributed_wait([self.future], timeout=5)
 
     def on_worker_lost(self, worker: str | None) -> None:

@@ -9,6 +9,7 @@ reads that record and replays the training's state from the scheduler;
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -136,7 +137,8 @@ def list_all(client: Client) -> list[DaskTraining]:
         # What get_dataset does after binding: the scheduler now reports these keys here.
         client._inform_scheduler_of_futures()
     if erred:  # their futures carry the exception before anyone reads a status
-        distributed_wait(erred, timeout=5)
+        with client.as_current(), contextlib.suppress(TimeoutError):
+            distributed_wait(erred, timeout=5)
     return trainings
 
 

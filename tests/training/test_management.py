@@ -93,7 +93,8 @@ def test_a_new_process_lists_reads_logs_follows_and_deletes(
     done = trainer.train(TextClassifier, epochs=4, save_path=str(tmp_path / "done"))
     done.wait(60)
     running = trainer.train(TextClassifier, epochs=4000, sleep_per_epoch=0.05)
-    followed = trainer.train(TextClassifier, epochs=40, sleep_per_epoch=0.05)
+    # Long enough to be still running once the new process has started and listed it.
+    followed = trainer.train(TextClassifier, epochs=200, sleep_per_epoch=0.05)
     poll(lambda: running.get_info().status is JobStatus.RUNNING, 30, what="running")
     running_key = running.training.key
 
@@ -117,7 +118,7 @@ def test_a_new_process_lists_reads_logs_follows_and_deletes(
     assert "training done" in seen["followed"][-1]
     epochs = [line for line in seen["followed"] if "epoch " in line]
     assert [line.split("epoch ")[1].split()[0] for line in epochs] == [
-        f"{n}/40" for n in range(4, 41, 4)
+        f"{n}/200" for n in range(20, 201, 20)
     ]
     assert seen["followed"] == followed.logs()
 
