@@ -250,8 +250,8 @@ class DaskTraining:
                     break
                 if msg.get("key") != self.key:
                     continue
-                if msg.get("state") in _ENDED:
-                    break
+                if msg.get("state") in _ENDED and "worker" in msg:
+                    break  # the worker's own report: its lines came before it
                 if "line" in msg:
                     yield from _unseen([(msg.get("run"), msg.get("seq"), msg["line"])], seen)
             # Lines the end overtook on their way here are in the kept log by now.

@@ -18,35 +18,49 @@ from caikit_dask.example import TextClassifier
 from caikit_dask.training.events import LOG_STORE, STATE_TOPIC, dataset_name
 from caikit_dask.training.worker_side import is_running_on_worker
 
-# A new process that lists, reads logs, follows one and deletes, as told in argv[2].
+# A new process that lists, reads a log, follows one (printing each line as it comes)
+# and deletes, as told in argv[2]; one JSON object per output line.
 MANAGER = textwrap.dedent(
     """
     import json, sys
     from caikit_dask import DaskModelTrainer
     trainer = DaskModelTrainer({"connection": {"address": sys.argv[1]}}, "default")
-    plan, out = json.loads(sys.argv[2]), {}
+    plan = json.loads(sys.argv[2])
+    def say(**what):
+        print(json.dumps(what), flush=True)
     listed = trainer.list_trainings()
-    out["listed"] = {f.id: f.get_info().status.name for f in listed}
-    out["save_paths"] = {f.id: f.save_path for f in listed}
-    out["logs"] = trainer.get_model_future(plan["logs"]).logs()
-    out["followed"] = list(trainer.get_model_future(plan["follow"]).logs(follow=True))
-    out["followed_status"] = trainer.get_model_future(plan["follow"]).get_info().status.name
+    say(
+        listed={f.id: f.get_info().status.name for f in listed},
+        save_paths={f.id: f.save_path for f in listed},
+        logs=trainer.get_model_future(plan["logs"]).logs(),
+    )
+    followed = trainer.get_model_future(plan["follow"])
+    say(kept=len(followed.logs()))
+    for line in followed.logs(follow=True):
+        say(line=line)
+    say(followed_status=followed.get_info().status.name)
     for training_id, delete_results in plan["delete"]:
         trainer.delete_training(training_id, delete_results=delete_results)
-    print(json.dumps(out))
+    say(deleted=True)
     """
 )
 
 
-def _manage_from_another_process(address, plan):
-    result = subprocess.run(
+def _start_manager(address, plan):
+    return subprocess.Popen(
         [sys.executable, "-c", MANAGER, address, json.dumps(plan)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _next_message(manager):
+    line = manager.stdout.readline()
+    if not line:
+        manager.wait(30)
+        raise AssertionError(f"the manager process ended: {manager.stderr.read()[-3000:]}")
+    return json.loads(line)
 
 
 def left_on_scheduler(observer, training_id, key):
@@ -86,6 +100,7 @@ def _is_not_found(trainer, training_id):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_a_new_process_lists_reads_logs_follows_and_deletes(
     local_cluster, connection, observer, tmp_path
 ):
@@ -93,34 +108,41 @@ def test_a_new_process_lists_reads_logs_follows_and_deletes(
     done = trainer.train(TextClassifier, epochs=4, save_path=str(tmp_path / "done"))
     done.wait(60)
     running = trainer.train(TextClassifier, epochs=4000, sleep_per_epoch=0.05)
-    # Long enough to be still running once the new process has started and listed it.
-    followed = trainer.train(TextClassifier, epochs=200, sleep_per_epoch=0.05)
+    followed = trainer.train(TextClassifier, epochs=4000, sleep_per_epoch=0.005)
     poll(lambda: running.get_info().status is JobStatus.RUNNING, 30, what="running")
     running_key = running.training.key
-
-    seen = _manage_from_another_process(
-        local_cluster.scheduler_address,
-        {
-            "logs": done.id,
-            "follow": followed.id,
-            "delete": [[done.id, True], [running.id, False]],
-        },
-    )
+    plan = {
+        "logs": done.id,
+        "follow": followed.id,
+        "delete": [[done.id, True], [running.id, False]],
+    }
+    manager = _start_manager(local_cluster.scheduler_address, plan)
+    try:
+        seen = _next_message(manager)
+        kept = _next_message(manager)["kept"]
+        lines = []
+        while len(lines) < kept + 2:  # two lines logged after the follow began, live
+            lines.append(_next_message(manager)["line"])
+        followed.cancel()
+        while "line" in (message := _next_message(manager)):
+            lines.append(message["line"])
+        assert message == {"followed_status": "CANCELED"}  # the follow ended with it
+        assert _next_message(manager) == {"deleted": True}
+    finally:
+        manager.kill()
+        manager.communicate()
 
     assert seen["listed"][done.id] == "COMPLETED"
     assert seen["listed"][running.id] == "RUNNING"
-    assert seen["listed"][followed.id] in ("QUEUED", "RUNNING")
     assert seen["save_paths"][done.id] == str(tmp_path / "done")
     assert "training done" in seen["logs"][-1] and "INFO CKD-EXMPL" in seen["logs"][-1]
     assert "epoch 4/4" in seen["logs"][-2]
-    # Followed from wherever it was to its end: every epoch line, in order, once.
-    assert seen["followed_status"] == "COMPLETED"
-    assert "training done" in seen["followed"][-1]
-    epochs = [line for line in seen["followed"] if "epoch " in line]
-    assert [line.split("epoch ")[1].split()[0] for line in epochs] == [
-        f"{n}/200" for n in range(20, 201, 20)
-    ]
-    assert seen["followed"] == followed.logs()
+    # Followed from the start of its log, each line once, in order.
+    assert "training on" in lines[0]
+    steps = [int(line.split("epoch ")[1].split("/")[0]) for line in lines if "epoch " in line]
+    assert steps == list(range(400, 400 * len(steps) + 1, 400))
+    assert "aborted" in lines[-1]  # the worker's last line, after the cancel
+    assert lines == followed.logs()
 
     assert not (tmp_path / "done").exists()
     poll(
@@ -132,19 +154,19 @@ def test_a_new_process_lists_reads_logs_follows_and_deletes(
     assert left_on_scheduler(observer, running.id, running_key) == []
     elsewhere = DaskModelTrainer({"connection": {**connection, "timeout": "21s"}}, "elsewhere")
     assert _is_not_found(elsewhere, done.id) and _is_not_found(elsewhere, running.id)
-    assert {f.id for f in elsewhere.list_trainings()} >= {followed.id}
     assert not {f.id for f in elsewhere.list_trainings()} & {done.id, running.id}
+    trainer.delete_training(followed.id)
 
 
 def test_logs_keep_the_last_log_lines_during_and_after_the_training(connection):
     trainer = DaskModelTrainer({"connection": connection, "log_lines": 3}, "few-lines")
-    future = trainer.train(TextClassifier, epochs=400, sleep_per_epoch=0.01)
+    future = trainer.train(TextClassifier, epochs=200, sleep_per_epoch=0.01)
     poll(lambda: len(future.logs()) == 3, 30, what="three lines while it runs")
     assert future.get_info().status is JobStatus.RUNNING
     future.wait(60)
     lines = future.logs()
     assert len(lines) == 3
-    assert "epoch 360/400" in lines[0] and "epoch 400/400" in lines[1]
+    assert "epoch 180/200" in lines[0] and "epoch 200/200" in lines[1]
     assert "training done" in lines[2]
     trainer.delete_training(future.id)
 
