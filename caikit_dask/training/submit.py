@@ -119,13 +119,14 @@ def reattach(client: Client, training_id: str) -> DaskTraining:
 def list_all(client: Client) -> list[DaskTraining]:
     """Every training published on the scheduler, with its state, from one scheduler call."""
     monitor = TrainingMonitor.for_client(client)
-    trainings, erred = [], []
+    trainings, erred, bound = [], [], []
     for listed in read_all_trainings(client):
         known = monitor.followed(listed["id"])
         if known is not None and known.key == listed["key"]:
             trainings.append(known)  # this process follows it already
             continue
         training = _from_record(client, listed["id"], record_of(client, listed))
+        bound.append(training.key)
         monitor.follow(training)
         for msg in listed["events"]:
             training.apply_event(msg)
@@ -133,9 +134,10 @@ def list_all(client: Client) -> list[DaskTraining]:
         if listed["task_state"] == "erred":
             erred.append(training.future)
         trainings.append(training)
-    if trainings:
-        # What get_dataset does after binding: the scheduler now reports these keys here.
-        client._inform_scheduler_of_futures()
+    if bound:
+        # What get_dataset does after binding (for these keys only): the scheduler now
+        # reports their state to this client.
+        client._send_to_scheduler({"op": "client-desires-keys", "keys": bound})
     if erred:  # their futures carry the exception before anyone reads a status
         with client.as_current(), contextlib.suppress(TimeoutError):
             distributed_wait(erred, timeout=5)
