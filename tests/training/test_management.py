@@ -15,7 +15,13 @@ from cluster_support import poll
 
 from caikit_dask import DaskModelTrainer
 from caikit_dask.example import TextClassifier
-from caikit_dask.training.events import LOG_STORE, STATE_TOPIC, dataset_name
+from caikit_dask.training.events import (
+    FINISHED_METADATA,
+    LOG_STORE,
+    LOG_TOPIC,
+    STATE_TOPIC,
+    dataset_name,
+)
 from caikit_dask.training.worker_side import is_running_on_worker
 
 # A new process that lists, reads a log, follows one (printing each line as it comes)
@@ -64,29 +70,26 @@ def _next_message(manager):
 
 
 def left_on_scheduler(observer, training_id, key):
-    """What the scheduler still holds of one training."""
+    """What the scheduler still holds of one training: {what: detail}."""
     dataset = dataset_name(training_id)
 
     def look(dask_scheduler):
         store = dask_scheduler.plugins.get(LOG_STORE)
-        publish = dask_scheduler.extensions["publish"]
-        finished = dask_scheduler.task_metadata.get("caikit-dask-finished-trainings", {})
+        task = dask_scheduler.tasks.get(key)
+        events = [
+            msg
+            for topic in (STATE_TOPIC, LOG_TOPIC)
+            for _, msg in dask_scheduler.get_events(topic)
+            if isinstance(msg, dict) and msg.get("id") == training_id
+        ]
         left = {
-            "dataset": dataset in publish.datasets,
-            "task": key in dask_scheduler.tasks
-            and (
-                dask_scheduler.tasks[key].state,
-                [c.client_key for c in dask_scheduler.tasks[key].who_wants],
-            ),
-            "finished marker": key in finished,
+            "dataset": dataset in dask_scheduler.extensions["publish"].datasets,
+            "task": task and f"{task.state}, wanted by {[c.client_key for c in task.who_wants]}",
+            "finished marker": key in dask_scheduler.task_metadata.get(FINISHED_METADATA, {}),
             "log": store is not None and training_id in store.logs,
-            "events": any(
-                isinstance(msg, dict) and msg.get("id") == training_id
-                for topic in (STATE_TOPIC, "caikit-dask-training-log")
-                for _, msg in dask_scheduler.get_events(topic)
-            ),
+            "events": events,
         }
-        return sorted((name, str(there)) for name, there in left.items() if there)
+        return {name: str(detail) for name, detail in left.items() if detail}
 
     return observer.run_on_scheduler(look)
 
@@ -150,8 +153,8 @@ def test_a_new_process_lists_reads_logs_follows_and_deletes(
         10,
         what="the deleted training to stop on its worker",
     )
-    assert left_on_scheduler(observer, done.id, done.training.key) == []
-    assert left_on_scheduler(observer, running.id, running_key) == []
+    assert left_on_scheduler(observer, done.id, done.training.key) == {}
+    assert left_on_scheduler(observer, running.id, running_key) == {}
     elsewhere = DaskModelTrainer({"connection": {**connection, "timeout": "21s"}}, "elsewhere")
     assert _is_not_found(elsewhere, done.id) and _is_not_found(elsewhere, running.id)
     assert not {f.id for f in elsewhere.list_trainings()} & {done.id, running.id}
