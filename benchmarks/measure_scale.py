@@ -1,8 +1,9 @@
 """Benchmark 6: many small trainings at once.
 
 Times submitting them all, ``get_info()`` on each (just submitted, then all
-done), and reading them again from a new client via ``get_model_future`` as a
-restarted runtime would.
+done), and reading them again from a new client as a restarted runtime would:
+``get_model_future`` per id, and ``list_trainings()`` followed by
+``get_model_future`` for each listed id.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ScaleBenchmark(Benchmark):
         final = [future.get_info().status.name for future in futures]
         read_final = time.perf_counter() - started
         reattach = self._reattach([future.id for future in futures], budget_s=20.0)
+        listing = self._list_then_find({future.id for future in futures})
         for future in futures:  # not timed: so closing the cluster loses no published results
             future.training.release()
         return {
@@ -51,6 +53,7 @@ class ScaleBenchmark(Benchmark):
             "get_info_all_done_s": read_final,
             "final_statuses": _tally(final),
             "reattach": reattach,
+            "list": listing,
         }
 
     def _reattach(self, ids: list[str], budget_s: float) -> dict:
@@ -75,6 +78,29 @@ class ScaleBenchmark(Benchmark):
             "total_s": elapsed,
             "per_call_ms": elapsed / max(read, 1) * 1e3,
             "budget_s": budget_s,
+            "statuses": _tally(statuses),
+        }
+
+    def _list_then_find(self, ids: set[str]) -> dict:
+        """A new client lists every training, then finds each of ours by id."""
+        from caikit_dask import DaskModelTrainer
+
+        trainer = DaskModelTrainer(
+            {"connection": {"address": self.session.address, "timeout": "28s"}}, "bench-list"
+        )
+        trainer.backend.client  # noqa: B018 - connect outside the timing
+        started = time.perf_counter()
+        listed = trainer.list_trainings()
+        list_s = time.perf_counter() - started
+        started = time.perf_counter()
+        statuses = [trainer.get_model_future(i).get_info().status.name for i in sorted(ids)]
+        find_s = time.perf_counter() - started
+        return {
+            "listed": len(listed),
+            "ours_listed": len(ids & {future.id for future in listed}),
+            "list_s": list_s,
+            "get_model_future_all_s": find_s,
+            "get_model_future_per_call_ms": find_s / max(len(ids), 1) * 1e3,
             "statuses": _tally(statuses),
         }
 

@@ -262,12 +262,28 @@ def _many_trainings(results: dict) -> list[str]:
     reattach = scale.get("reattach") or {}
     if reattach:
         rows.append(_reattach_row(reattach))
+    listing = scale.get("list") or {}
+    if listing:
+        rows += [
+            [
+                f"list_trainings(), new client: {listing['listed']} listed",
+                number(listing["list_s"], ".3f"),
+                "",
+            ],
+            [
+                f"get_model_future+get_info on {n} after listing",
+                number(listing["get_model_future_all_s"], ".3f"),
+                number(listing["get_model_future_per_call_ms"], ".3f"),
+            ],
+        ]
     lines = table("6. many trainings", ["step", "total s", "per call ms"], rows)
     lines.append(
         f"statuses at first read: {scale['statuses_at_read']}; final: {scale['final_statuses']}"
     )
     if reattach:
         lines.append(f"statuses read from the new client: {reattach['statuses']}")
+    if listing:
+        lines.append(f"statuses after listing: {listing['statuses']}")
     return lines
 
 

@@ -21,6 +21,9 @@ SCALING_RATIO = ("scaling", "ratio")
 TRAIN_P50 = ("training", "train_returns", "p50_ms")
 WAIT_P50 = ("training", "wait_after_end", "p50_ms")
 DASK_GROWTH = ("memory", "dask", "growth_mb")
+LIST_S = ("scale", "list", "list_s")
+LISTED = ("scale", "list", "listed")
+FIND_AFTER_LIST_S = ("scale", "list", "get_model_future_all_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +84,18 @@ TARGETS = (
         (DASK_GROWTH,),
         lambda mb: mb < 10,
         lambda mb: f"{mb:.1f} MB",
+    ),
+    Target(
+        "list_trainings() from a new client < 1 s (1,000 trainings)",
+        (LIST_S, LISTED),
+        lambda seconds, listed: seconds < 1,
+        lambda seconds, listed: f"{seconds:.3f} s for {listed:.0f}",
+    ),
+    Target(
+        "get_model_future on each listed < 1 s in total (1,000)",
+        (FIND_AFTER_LIST_S, LISTED),
+        lambda seconds, listed: seconds < 1,
+        lambda seconds, listed: f"{seconds:.3f} s for {listed:.0f}",
     ),
 )
 

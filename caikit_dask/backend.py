@@ -92,11 +92,16 @@ class DaskBackend(SharedTrainBackend, SharedLoadBackend):
             options,
             self.settings.resource_timeout,
             self.settings.max_payload_size,
+            self.settings.log_lines,
         )
 
     def find_training(self, training_id: str) -> DaskTraining:
         """A training submitted by any client of this scheduler (NOT_FOUND otherwise)."""
         return submit.reattach(self.client, training_id)
+
+    def list_trainings(self) -> list[DaskTraining]:
+        """Every training on this scheduler, from any client, read in one scheduler call."""
+        return submit.list_all(self.client)
 
     def train(self, module_class: type[ModuleBase], *args: Any, **kwargs: Any) -> ModuleBase:
         training = self.submit_training(module_class, args, kwargs)

@@ -360,6 +360,7 @@ class BackendConfig:
     retries: int = setting(_count(0), 0, (TRAINER,))
     retention_duration: timedelta | None = setting(parse_retention, None, (TRAINER,))
     resource_timeout: float = setting(_duration, "60s", (TRAINER,))
+    log_lines: int = setting(_count(1), 1000, (TRAINER,))
     replicas: int = setting(_count(1), 1, (INITIALIZER,))
     call_timeout: float = setting(_duration, "60s", (INITIALIZER,))
     health_check_period: float = setting(_duration, "2s", (INITIALIZER,))

@@ -1,7 +1,9 @@
 """``DaskModelTrainer``: caikit's model trainer (ADR 020) of type DASK.
 
 It keeps caikit's LOCAL trainer semantics (ids, save paths, external ids,
-retention) and hands the work to ``DaskBackend``.
+retention) and hands the work to ``DaskBackend``. Beyond caikit's status and
+cancel it manages trainings from any process: ``list_trainings``, each future's
+``logs`` and ``delete_training``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,9 +48,10 @@ class DaskModelTrainFuture(ModelTrainerFutureBase):
         self.training: DaskTraining | None = None
 
     @classmethod
-    def attach(cls, training: DaskTraining, save_path: str | None = None) -> DaskModelTrainFuture:
+    def attach(cls, training: DaskTraining) -> DaskModelTrainFuture:
+        """The future of a training found on the scheduler (by id or in the listing)."""
         future = cls("", training.id, use_reversible_hash=False)
-        future._save_path = save_path
+        future._save_path = training.save_path
         future.training = training
         return future
 
@@ -72,6 +76,12 @@ class DaskModelTrainFuture(ModelTrainerFutureBase):
 
     def load(self) -> ModuleBase:
         return self.training.result()
+
+    def logs(self, follow: bool = False) -> list[str] | Iterator[str]:
+        """The lines the training logged on its worker (the trainer's last ``log_lines``),
+        from any process; with ``follow``, an iterator over them and each new line, ending
+        when the training ends."""
+        return self.training.logs(follow=follow)
 
     def __repr__(self) -> str:
         from .display import training_repr
@@ -154,6 +164,34 @@ class DaskModelTrainer(ModelTrainerBase):
             self._futures.setdefault(training_id, future)
         return future
 
+    def list_trainings(self) -> list[DaskModelTrainFuture]:
+        """The futures of every training on the scheduler, submitted by any process.
+
+        One scheduler call reads them all with their status; ``get_model_future`` then
+        finds each of them here without another.
+        """
+        self._purge_old_futures()
+        futures = []
+        for training in self.backend.list_trainings():
+            with self._futures_lock:
+                future = self._futures.get(training.id)
+                if future is None or future.training is not training:
+                    future = self._futures[training.id] = DaskModelTrainFuture.attach(training)
+            futures.append(future)
+        return futures
+
+    def delete_training(self, training_id: str, delete_results: bool = False) -> None:
+        """Cancel the training if it runs and forget it on the scheduler: its record, log
+        and result. ``delete_results`` also removes its ``save_path``. NOT_FOUND if unknown.
+        """
+        future = self.get_model_future(training_id)
+        with self._futures_lock:
+            if self._futures.get(training_id) is future:
+                del self._futures[training_id]
+        future.training.delete()
+        if delete_results and future.save_path:
+            _remove_results(future.save_path)
+
     def _refuse_running_duplicate(self, training_id: str) -> None:
         try:
             current = self.get_model_future(training_id)
@@ -184,8 +222,14 @@ class DaskModelTrainer(ModelTrainerBase):
                 self._futures.pop(training_id, None)
         for future in expired.values():
             future.training.release()
-            if future.save_path and (path := Path(future.save_path)).exists():
-                if path.is_file():
-                    path.unlink(missing_ok=True)
-                else:
-                    shutil.rmtree(path, ignore_errors=True)
+            if future.save_path:
+                _remove_results(future.save_path)
+
+
+def _remove_results(save_path: str) -> None:
+    """Remove a training's saved model (a directory or a file), if it is there."""
+    path = Path(save_path)
+    if path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)

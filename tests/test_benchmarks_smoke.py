@@ -58,7 +58,10 @@ def test_benchmarks_smoke_run(tmp_path):
     assert results["training"]["train_returns"]["n"] > 0
     assert results["memory"]["dask"]["model_type"].startswith("Dask")
     assert results["scale"]["final_statuses"] == {"COMPLETED": results["scale"]["trainings"]}
-    assert len(results["targets"]) == 7
+    listing = results["scale"]["list"]
+    assert listing["ours_listed"] == results["scale"]["trainings"]
+    assert listing["statuses"] == {"COMPLETED": results["scale"]["trainings"]}
+    assert len(results["targets"]) == 9
     assert "skipped" in results["ray"]
 
 
@@ -123,4 +126,4 @@ def test_report_names_a_failed_section_and_renders_only_what_ran():
     assert "== scaling == FAILED: RuntimeError: no workers" in text
     assert "Ray baseline skipped: not run (--no-ray)" in text
     assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
-    assert text.count(" n/a ") == 7
+    assert text.count(" n/a ") == 9

@@ -37,6 +37,7 @@ BAD_CONFIGS = [
     ({"retries": -1}, "retries"),
     ({"retries": True}, "expected int"),
     ({"replicas": 0}, "replicas"),
+    ({"log_lines": 0}, "log_lines: 0 is less than 1"),
     ({"call_timeout": "-5s"}, "call_timeout"),
     ({"module_resources": {"m": {"GPU": "x"}}}, "module_resources.m.GPU"),
     ({"connection": {"security": {"tls_min_version": 1.1}}}, "tls_min_version: 1.1 is not a TLS"),

@@ -2,12 +2,15 @@
 
 The worker reports a training's state and log on scheduler event topics; the
 caller's client follows them (``monitor``) and a client in another process
-replays them (``scheduler_side``). A training's future is kept alive under a
+replays them (``scheduler_side``); a scheduler plugin keeps each training's log
+(``log_store``). A training's future is kept alive under a
 published dataset name; the scheduler marks a finished task in its metadata.
 """
 
 STATE_TOPIC = "caikit-dask-training"
 LOG_TOPIC = "caikit-dask-training-log"
+# The scheduler plugin keeping each training's last log lines (``log_store``).
+LOG_STORE = "caikit-dask-training-logs"
 
 RUNNING = "running"
 FINISHED = "finished"

@@ -1,15 +1,18 @@
 """``DaskTraining``: the caller's handle on one training's Dask task.
 
 It reads the training's status from its state (``state``, fed by the monitor's
-events) and acts on the task: wait, cancel, result and release. Building and
-submitting the task, or finding it again by id, is ``submit``'s job.
+events) and its log from the scheduler (``log_store``), and acts on the task:
+wait, cancel, result, release and delete. Building and submitting the task, or
+finding it again by id, is ``submit``'s job.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import queue
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +28,7 @@ from distributed import wait as distributed_wait
 
 from ..errors import DaskBackendError, log
 from . import events
+from .log_store import read_logs
 from .monitor import TrainingMonitor
 from .scheduler_side import forget_training
 from .shipping import ShippedModel
@@ -34,6 +38,17 @@ from .worker_side import cancel_on_worker
 
 def _to_datetime(timestamp: float | None) -> datetime | None:
     return datetime.fromtimestamp(timestamp) if timestamp is not None else None
+
+
+_ENDED = (events.FINISHED, events.ERRORED, events.CANCELED)
+
+
+def _unseen(lines: Any, seen: set[tuple[str, int]]) -> Iterator[str]:
+    """The lines (run, seq, line) not yielded before, marking them seen."""
+    for run, seq, line in lines:
+        if (run, seq) not in seen:
+            seen.add((run, seq))
+            yield line
 
 
 def training_of(obj: Any) -> DaskTraining:
@@ -53,6 +68,7 @@ class DaskTraining:
         retries: int = 0,
         resources: dict | None = None,
         module_class: type | None = None,
+        save_path: str | None = None,
     ):
         self.id = training_id
         self.client = client
@@ -60,6 +76,7 @@ class DaskTraining:
         self.key = future.key
         self.resources = dict(resources or {})
         self.module_class = module_class
+        self.save_path = save_path
         self.submission_time = submission_time
         self.state = TrainingState(self.key, retries)
         # Done once the record is published (see ``publisher``); None: published elsewhere.
@@ -87,7 +104,7 @@ class DaskTraining:
         """
         self.state.apply_scheduler_facts(facts)
         if facts["task_state"] == "erred":
-            with contextlib.suppress(Exception):  # best effort: status falls back to events
+            with self.client.as_current(), contextlib.suppress(Exception):  # best effort
                 distributed_wait([self.future], timeout=5)
 
     def on_worker_lost(self, worker: str | None) -> None:
@@ -202,6 +219,46 @@ class DaskTraining:
             )
         raise TimeoutError(f"Training {self.id} still {status.name} after {timeout}s")
 
+    # -- log -------------------------------------------------------------------------------
+
+    def logs(self, follow: bool = False) -> list[str] | Iterator[str]:
+        """The lines the training logged on its worker (the last ``log_lines`` of them).
+
+        With ``follow``, an iterator: the lines so far, then each new line as it arrives,
+        ending when the training ends.
+        """
+        if follow:
+            return self._follow_logs()
+        return [line for _, _, line in read_logs(self.client, self.id, self.key)]
+
+    def _follow_logs(self) -> Iterator[str]:
+        monitor = TrainingMonitor.for_client(self.client)
+        messages: queue.Queue = queue.Queue()
+        monitor.listen(self.id, messages)  # before the read, so no line falls in between
+        self.future.add_done_callback(lambda _: messages.put(None))
+        seen: set[tuple[str, int]] = set()
+        try:
+            yield from _unseen(read_logs(self.client, self.id, self.key, subscribe=True), seen)
+            while True:
+                try:
+                    msg = messages.get(timeout=1.0)
+                except queue.Empty:  # a safety net: the end always puts a message
+                    if self.state.done.is_set():
+                        break
+                    continue
+                if msg is None:
+                    break
+                if msg.get("key") != self.key:
+                    continue
+                if msg.get("state") in _ENDED and "worker" in msg:
+                    break  # the worker's own report: its lines came before it
+                if "line" in msg:
+                    yield from _unseen([(msg.get("run"), msg.get("seq"), msg["line"])], seen)
+            # Lines the end overtook on their way here are in the kept log by now.
+            yield from _unseen(read_logs(self.client, self.id, self.key), seen)
+        finally:
+            monitor.unlisten(self.id, messages)
+
     def _await_published(self) -> None:
         """Wait for this training's background publish, if any."""
         if self.published is not None:
@@ -209,9 +266,29 @@ class DaskTraining:
                 self.published.result(timeout=30)
 
     def release(self) -> None:
-        """Forget the training on the scheduler (its dataset and future)."""
+        """Forget the training on the scheduler (its dataset, marker, log and future)."""
         TrainingMonitor.for_client(self.client).forget(self.id)
         self._await_published()
         with contextlib.suppress(Exception):
             forget_training(self.client, self.id, self.key)
+        self.future.release()
+
+    def delete(self) -> None:
+        """Stop the training if it runs and leave nothing of it on the scheduler.
+
+        Unlike ``release``, its task goes even if other clients hold it (they see it
+        cancelled), and a running one has reported its end before it is forgotten.
+        """
+        if not self.status.is_terminal:
+            self.end(JobStatus.CANCELED)
+            self._await_published()
+            try:
+                self.client.run(cancel_on_worker, self.id, 10)  # wait up to 10 s
+            except Exception as err:  # noqa: BLE001 - the task is cancelled below anyway
+                log.warning(
+                    "<DSK30000015W>", "Could not reach workers to stop %s: %s", self.id, err
+                )
+        TrainingMonitor.for_client(self.client).forget(self.id)
+        self._await_published()
+        forget_training(self.client, self.id, self.key, for_all_clients=True)
         self.future.release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ class TrainingMonitor:
         # Events that arrive between submit and follow(), kept for the training.
         self._early: dict[str, list[dict[str, Any]]] = {}
         self._early_lock = threading.Lock()
+        # Readers following a training's log (``DaskTraining.logs(follow=True)``).
+        self._listeners: dict[str, list[queue.Queue]] = {}
         client.subscribe_topic(events.STATE_TOPIC, self._on_state)
         client.subscribe_topic(events.LOG_TOPIC, self._on_log)
         client.subscribe_topic("all", self._on_cluster_event)
@@ -67,11 +70,33 @@ class TrainingMonitor:
     def forget(self, training_id: str) -> None:
         self._trainings.pop(training_id, None)
 
+    def followed(self, training_id: str) -> DaskTraining | None:
+        """The handle this process follows for ``training_id``, if any."""
+        return self._trainings.get(training_id)
+
+    def listen(self, training_id: str, messages: queue.Queue) -> None:
+        """Put every state and log event of ``training_id`` into ``messages`` from now on."""
+        with self._early_lock:
+            self._listeners.setdefault(training_id, []).append(messages)
+
+    def unlisten(self, training_id: str, messages: queue.Queue) -> None:
+        with self._early_lock:
+            listeners = self._listeners.get(training_id, [])
+            with contextlib.suppress(ValueError):
+                listeners.remove(messages)
+            if not listeners:
+                self._listeners.pop(training_id, None)
+
+    def _tell_listeners(self, msg: dict[str, Any]) -> None:
+        for messages in tuple(self._listeners.get(msg.get("id"), ())):
+            messages.put(msg)
+
     # -- handlers (run on the client's event loop: never block here) -----------------------
 
     def _on_state(self, event: tuple[float, dict[str, Any]]) -> None:
         _, msg = event
         training_id = msg.get("id")
+        self._tell_listeners(msg)
         with self._early_lock:
             training = self._trainings.get(training_id)
             if training is None and training_id in self._early:
@@ -82,6 +107,7 @@ class TrainingMonitor:
 
     def _on_log(self, event: tuple[float, dict[str, Any]]) -> None:
         _, msg = event
+        self._tell_listeners(msg)
         if msg.get("id") not in self._trainings:
             return
         logging.getLogger(msg.get("name") or "caikit_dask.training").log(

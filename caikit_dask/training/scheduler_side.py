@@ -1,4 +1,4 @@
-"""What runs on the scheduler for a training: reading its facts and forgetting it.
+"""What runs on the scheduler for trainings: reading their facts, listing, forgetting.
 
 Events and the finished-once marker live on the scheduler, so a client in another
 process (a restarted runtime) can replay them to learn a training's state. The
@@ -14,7 +14,14 @@ from typing import Any
 
 from distributed import Client
 
-from .events import FINISHED_METADATA, STATE_TOPIC, dataset_name
+from .events import (
+    DATASET_PREFIX,
+    FINISHED_METADATA,
+    LOG_STORE,
+    LOG_TOPIC,
+    STATE_TOPIC,
+    dataset_name,
+)
 
 
 def read_training_facts(client: Client, training_id: str, key: str) -> dict[str, Any]:
@@ -38,13 +45,86 @@ def read_training_facts(client: Client, training_id: str, key: str) -> dict[str,
     return client.run_on_scheduler(facts)
 
 
-def forget_training(client: Client, training_id: str, key: str) -> None:
-    """Drop the training's dataset and finished marker, if the dataset still holds ``key``.
+def read_all_trainings(client: Client) -> list[dict[str, Any]]:
+    """Every published training's record and facts, gathered on the scheduler in one trip.
+
+    Each entry has the training ``id``, its task ``key``, its ``record`` still
+    serialized as published (``record_of`` reads it) and the same facts as
+    ``read_training_facts``.
+    """
+    prefix, topic, finished = DATASET_PREFIX, STATE_TOPIC, FINISHED_METADATA
+
+    def gather(dask_scheduler: Any) -> list[dict[str, Any]]:
+        publish = dask_scheduler.extensions.get("publish")
+        events_by_id: dict[str, list] = {}
+        for _, msg in dask_scheduler.get_events(topic):
+            if isinstance(msg, dict) and "id" in msg:
+                events_by_id.setdefault(msg["id"], []).append(msg)
+        marks = dask_scheduler.task_metadata.get(finished, {})
+        listed = []
+        for name, dataset in list(publish.datasets.items() if publish is not None else ()):
+            if not (isinstance(name, str) and name.startswith(prefix)) or not dataset["keys"]:
+                continue
+            key = dataset["keys"][0]
+            task = dask_scheduler.tasks.get(key)
+            processing_on = getattr(task, "processing_on", None)
+            data = dataset["data"]
+            if hasattr(data, "frames"):  # Serialized: as it came over the wire
+                record = ("frames", data.header, [bytes(frame) for frame in data.frames])
+            else:  # an in-process client sent the object itself (inproc comm)
+                record = ("object", getattr(data, "data", data), None)
+            training_id = name[len(prefix) :]
+            listed.append(
+                {
+                    "id": training_id,
+                    "key": key,
+                    "record": record,
+                    "events": events_by_id.get(training_id, []),
+                    "task_state": task.state if task is not None else None,
+                    "processing_on": processing_on.address if processing_on else None,
+                    "finished_at": marks.get(key),
+                }
+            )
+        return listed
+
+    return client.run_on_scheduler(gather)
+
+
+def record_of(client: Client, listed: dict[str, Any]) -> dict[str, Any]:
+    """A listed training's published record, with its future bound to ``client``.
+
+    What ``Client.get_dataset`` does for one dataset, for a record the listing
+    carried back in its frames.
+    """
+    from distributed.client import futures_of
+    from distributed.protocol.compression import decompress
+    from distributed.protocol.serialize import merge_and_deserialize
+
+    kind, header, frames = listed["record"]
+    if kind == "frames":
+        if "compression" in header:
+            frames = decompress(header, frames)
+        record = merge_and_deserialize(header, frames)
+    else:
+        record = header
+    for future in futures_of(record):
+        future.bind_client(client)
+    return record
+
+
+def forget_training(
+    client: Client, training_id: str, key: str, for_all_clients: bool = False
+) -> None:
+    """Drop everything the scheduler keeps of the training: its dataset (if it still
+    holds ``key``), finished marker, kept log and events; ``for_all_clients`` also
+    cancels its task for every client holding it (they see it cancelled).
 
     A newer training may have been published under the same (external) id: its
-    dataset stays.
+    dataset, log and events stay.
     """
-    dataset, metadata = dataset_name(training_id), FINISHED_METADATA
+    dataset, metadata, store = dataset_name(training_id), FINISHED_METADATA, LOG_STORE
+    topics = (STATE_TOPIC, LOG_TOPIC)
+    client_id = client.id if for_all_clients else None
 
     def forget(dask_scheduler: Any) -> None:
         # Metadata has no delete, and distributed keeps a ``published-<name>`` client
@@ -58,5 +138,23 @@ def forget_training(client: Client, training_id: str, key: str) -> None:
         entry = dask_scheduler.clients.get(f"published-{dataset}")
         if entry is not None and not entry.wants_what:
             del dask_scheduler.clients[f"published-{dataset}"]
+        if client_id is not None and key in dask_scheduler.tasks:
+            reason = f"training {training_id} deleted"
+            dask_scheduler.stimulus_cancel([key], client_id, True, reason, reason)
+        plugin = dask_scheduler.plugins.get(store)
+        if plugin is not None and plugin.logs.get(training_id, (None,))[0] == key:
+            del plugin.logs[training_id]
+        for name in topics:  # the broker's bounded deque of (time, msg) per topic
+            kept = dask_scheduler._broker._topics.get(name)
+            if kept is not None:
+                mine = [
+                    event
+                    for event in kept.events
+                    if isinstance(event[1], dict)
+                    and event[1].get("id") == training_id
+                    and event[1].get("key") == key
+                ]
+                for event in mine:
+                    kept.events.remove(event)
 
     client.run_on_scheduler(forget)

@@ -1,13 +1,15 @@
-"""How a training reaches Dask, and how any client finds it again by id.
+"""How a training reaches Dask, and how any client finds it again by id or lists them all.
 
 ``submit`` checks the call (``checks``), submits ``worker_side.run_training`` as
 one task, has the monitor follow it and publishes its record in the background
 (``publisher``), so the training outlives the submitting client. ``reattach``
-reads that record and replays the training's state from the scheduler.
+reads that record and replays the training's state from the scheduler;
+``list_all`` does that for every training at once, in one scheduler call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from caikit.core.exceptions.caikit_core_exception import (
 )
 from caikit.core.modules import ModuleBase
 from distributed import Client
+from distributed import wait as distributed_wait
 
 from ..cluster_state import worker_resources
 from ..errors import DaskBackendError, error, log
@@ -29,7 +32,7 @@ from .events import dataset_name
 from .handle import DaskTraining
 from .monitor import TrainingMonitor
 from .publisher import DatasetPublisher
-from .scheduler_side import read_training_facts
+from .scheduler_side import read_all_trainings, read_training_facts, record_of
 from .worker_side import run_training
 
 
@@ -43,6 +46,7 @@ def submit(
     options: dict[str, Any],
     resource_timeout: float,
     max_payload_size: int | None = None,
+    log_lines: int = 1000,
 ) -> DaskTraining:
     """Check the call, submit the task, publish it; returns without waiting for it."""
     pickled_args, pickled_kwargs = pickle_arguments(args, kwargs, max_payload_size)
@@ -62,6 +66,7 @@ def submit(
         pickled_args,
         pickled_kwargs,
         save_path,
+        log_lines,
         key=f"caikit-training-{training_id}-{uuid.uuid4().hex[:8]}",
         pure=False,
         **options,
@@ -74,6 +79,7 @@ def submit(
         retries=options.get("retries", 0),
         resources=resources,
         module_class=module_class,
+        save_path=save_path,
     )
     monitor.follow(training)
     training.published = DatasetPublisher.for_client(client).publish(
@@ -84,6 +90,7 @@ def submit(
             "retries": training.retries,
             "resources": resources,
             "module": f"{module_class.__module__}.{module_class.__qualname__}",
+            "save_path": save_path,
         },
     )
     if not can_run_now:
@@ -100,20 +107,53 @@ def reattach(client: Client, training_id: str) -> DaskTraining:
             status_code=CaikitCoreStatusCode.NOT_FOUND,
             message=f"Unknown training_id: {training_id}",
         ) from None
-    training = DaskTraining(
-        client,
-        training_id,
-        record["future"],
-        record["submission_time"],
-        retries=record.get("retries", 0),
-        resources=record.get("resources"),
-    )
+    training = _from_record(client, training_id, record)
     TrainingMonitor.for_client(client).follow(training)
     facts = read_training_facts(client, training_id, training.key)
     for msg in facts["events"]:
         training.apply_event(msg)
     training.apply_scheduler_facts(facts)
     return training
+
+
+def list_all(client: Client) -> list[DaskTraining]:
+    """Every training published on the scheduler, with its state, from one scheduler call."""
+    monitor = TrainingMonitor.for_client(client)
+    trainings, erred, bound = [], [], []
+    for listed in read_all_trainings(client):
+        known = monitor.followed(listed["id"])
+        if known is not None and known.key == listed["key"]:
+            trainings.append(known)  # this process follows it already
+            continue
+        training = _from_record(client, listed["id"], record_of(client, listed))
+        bound.append(training.key)
+        monitor.follow(training)
+        for msg in listed["events"]:
+            training.apply_event(msg)
+        training.state.apply_scheduler_facts(listed)
+        if listed["task_state"] == "erred":
+            erred.append(training.future)
+        trainings.append(training)
+    if bound:
+        # What get_dataset does after binding (for these keys only): the scheduler now
+        # reports their state to this client.
+        client._send_to_scheduler({"op": "client-desires-keys", "keys": bound})
+    if erred:  # their futures carry the exception before anyone reads a status
+        with client.as_current(), contextlib.suppress(TimeoutError):
+            distributed_wait(erred, timeout=5)
+    return trainings
+
+
+def _from_record(client: Client, training_id: str, record: dict[str, Any]) -> DaskTraining:
+    return DaskTraining(
+        client,
+        training_id,
+        record["future"],
+        record["submission_time"],
+        retries=record.get("retries", 0),
+        resources=record.get("resources"),
+        save_path=record.get("save_path"),
+    )
 
 
 def _fail_unless_resources_appear(training: DaskTraining, resource_timeout: float) -> None:

@@ -3,61 +3,107 @@
 The module's ``train`` runs in caikit's DestroyableThread so that a cancel can
 stop it for real (Dask's own cancel leaves a running task alone, holding the
 worker's slot). State changes and the training thread's log records are sent as
-scheduler events, which the caller's client receives as they happen.
+scheduler events, which the caller's client receives as they happen; the
+scheduler keeps the last ``log_lines`` of each training's log (``log_store``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 import cloudpickle
 from caikit.core.toolkit.concurrency.destroyable_thread import DestroyableThread
 from distributed import get_worker
+from distributed.protocol.pickle import dumps
 from distributed.utils import sync
 
 from ..errors import TrainingCanceled, TrainingResultLost
 from . import events
 from .by_value import resolve_module_class
+from .log_store import log_store_plugin
 from .shipping import ShippedModel
 
 _running: dict[str, DestroyableThread] = {}
+_ended: dict[str, threading.Event] = {}
+_log_store_pickle: bytes | None = None  # the plugin, pickled once per worker process
 _running_lock = threading.Lock()
 
 
-def _finished_marker(worker: Any, key: str, value: Any = None, read: bool = True) -> Any:
-    """Read or write the scheduler-side record that this task already finished once."""
+def _mark_finished(worker: Any, key: str) -> None:
+    """Record on the scheduler that this task finished once (read by ``_prepare_scheduler``)."""
     keys = [events.FINISHED_METADATA, key]
-    if read:
-        return sync(worker.loop, worker.scheduler.get_metadata, keys=keys, default=None)
-    return sync(worker.loop, worker.scheduler.set_metadata, keys=keys, value=value)
+    sync(worker.loop, worker.scheduler.set_metadata, keys=keys, value=time.time())
+
+
+def _prepare_scheduler(worker: Any, key: str) -> Any:
+    """Make sure the scheduler keeps training logs, and read the finished marker, at once."""
+    global _log_store_pickle
+    if _log_store_pickle is None:
+        _log_store_pickle = dumps(log_store_plugin())
+
+    async def both() -> Any:
+        finished_at, _ = await asyncio.gather(
+            worker.scheduler.get_metadata(keys=[events.FINISHED_METADATA, key], default=None),
+            worker.scheduler.register_scheduler_plugin(
+                plugin=_log_store_pickle, name=events.LOG_STORE, idempotent=True
+            ),
+        )
+        return finished_at
+
+    return sync(worker.loop, both)
 
 
 class _ThreadLogForwarder(logging.Handler):
-    """Sends the records of one thread (the training) to the scheduler's event log."""
+    """Sends the records of one thread (the training) to the scheduler's event log.
 
-    def __init__(self, worker: Any, training_id: str, thread: threading.Thread):
+    Each line carries its run (one per attempt: a retry reruns the task) and its
+    number in that run, so a reader merging the kept log with new events sees each
+    line once; ``keep`` bounds the log the scheduler keeps (``log_store``).
+    """
+
+    def __init__(
+        self, worker: Any, training_id: str, key: str, thread: threading.Thread, keep: int
+    ):
         super().__init__(level=logging.INFO)
-        self._worker, self._training_id, self._thread = worker, training_id, thread
+        self._worker, self._training_id, self._key = worker, training_id, key
+        self._thread, self._keep = thread, keep
+        self._run = uuid.uuid4().hex[:12]
+        self._seq = itertools.count()
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread != self._thread.ident:
             return
         try:
+            text = _readable(record)
             self._worker.log_event(
                 events.LOG_TOPIC,
                 {
                     "id": self._training_id,
+                    "key": self._key,
                     "name": record.name,
                     "level": record.levelno,
-                    "msg": _readable(record),
+                    "msg": text,
                     "worker": self._worker.address,
+                    "line": _line(record, text),
+                    "run": self._run,
+                    "seq": next(self._seq),
+                    "keep": self._keep,
                 },
             )
         except Exception:  # noqa: BLE001 - logging must never break the training
             self.handleError(record)
+
+
+def _line(record: logging.LogRecord, text: str) -> str:
+    """One log line as ``future.logs()`` returns it: time, level, logger, message."""
+    moment = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+    return f"{moment},{int(record.msecs):03d} {record.levelname} {record.name}: {text}"
 
 
 def _readable(record: logging.LogRecord) -> str:
@@ -87,6 +133,7 @@ def run_training(
     pickled_args: list[bytes],
     pickled_kwargs: dict[str, bytes],
     save_path: str | None,
+    log_lines: int = 1000,
 ) -> ShippedModel:
     """The Dask task: train (and save), reporting state, stoppable by ``cancel_on_worker``."""
     module_class = resolve_module_class(module_class)
@@ -106,7 +153,7 @@ def run_training(
             | extra,
         )
 
-    finished_at = _finished_marker(worker, key)
+    finished_at = _prepare_scheduler(worker, key)
     if finished_at:
         raise TrainingResultLost(
             f"Training {training_id} had completed, but the worker holding its model died; "
@@ -116,13 +163,25 @@ def run_training(
     kwargs = {name: cloudpickle.loads(blob) for name, blob in pickled_kwargs.items()}
     thread = DestroyableThread(_train_and_save, module_class, args, kwargs, save_path)
     thread.name = f"caikit-dask-training-{training_id}"
-    forwarder = _ThreadLogForwarder(worker, training_id, thread)
+    forwarder = _ThreadLogForwarder(worker, training_id, key, thread, log_lines)
     root = logging.getLogger()
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     root.addHandler(forwarder)
+    ended = threading.Event()  # set once the run reported its end (``cancel_on_worker``)
     with _running_lock:
         _running[training_id] = thread
+        _ended[training_id] = ended
+    try:
+        return _run(thread, training_id, emit, worker, key, forwarder)
+    finally:
+        with _running_lock:
+            if _ended.get(training_id) is ended:
+                del _ended[training_id]
+        ended.set()
+
+
+def _run(thread: Any, training_id: str, emit: Any, worker: Any, key: str, forwarder: Any) -> Any:
     emit(events.RUNNING)
     try:
         thread.start()
@@ -130,7 +189,7 @@ def run_training(
     finally:
         with _running_lock:
             _running.pop(training_id, None)
-        root.removeHandler(forwarder)
+        logging.getLogger().removeHandler(forwarder)
     if thread.canceled:
         emit(events.CANCELED)
         raise TrainingCanceled(f"Training {training_id} was canceled")
@@ -139,17 +198,24 @@ def run_training(
         emit(events.ERRORED, error=f"{type(err).__name__}: {err}")
         raise err
     emit(events.FINISHED)
-    _finished_marker(worker, key, time.time(), read=False)
+    _mark_finished(worker, key)
     return ShippedModel(thread.get_or_throw())
 
 
-def cancel_on_worker(training_id: str) -> bool:
-    """Stop the training's thread if it runs here (called on every worker by ``Client.run``)."""
+async def cancel_on_worker(training_id: str, wait: float = 0) -> bool:
+    """Stop the training's thread if it runs here (called on every worker by ``Client.run``).
+
+    With ``wait``, return once the run has reported its end (at most ``wait`` seconds),
+    so that a delete forgets the training after its last event, not before.
+    """
     with _running_lock:
         thread = _running.get(training_id)
+        ended = _ended.get(training_id)
     if thread is None:
         return False
     thread.destroy()
+    if wait and ended is not None:
+        await asyncio.to_thread(ended.wait, wait)
     return True
 
 
