@@ -27,7 +27,7 @@ FIRST_PROCESS = textwrap.dedent(
     from caikit_dask.example import TextClassifier
     connection = {"address": sys.argv[1]}
     trainer = DaskModelTrainer({"connection": connection}, "default")
-    training = trainer.train(TextClassifier, epochs=400, sleep_per_epoch=0.05)
+    training = trainer.train(TextClassifier, epochs=100_000, sleep_per_epoch=0.05)  # until canceled
     model = DaskModelInitializer({"connection": connection, "replicas": 2}, "default").init(
         ModuleConfig.load(sys.argv[2])
     )
