@@ -19,26 +19,40 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
-def sentence_transformer(directory: Path) -> Path:
-    """A one-layer BERT with mean pooling, saved as a sentence-transformers model."""
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+def _bert_tokenizer(directory: Path, **kwargs: object):
+    """A BERT word-piece tokenizer over ``WORDS``, its vocabulary written to ``directory``."""
+    from transformers import BertTokenizerFast
 
-    bert = directory / "bert"
-    bert.mkdir(parents=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    (bert / "vocab.txt").write_text("\n".join([*specials, *WORDS]))
-    tokenizer = BertTokenizerFast(vocab_file=str(bert / "vocab.txt"), do_lower_case=True)
+    (directory / "vocab.txt").write_text("\n".join([*specials, *WORDS]))
+    return BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True, **kwargs)
+
+
+def _tiny_bert_config(vocab_size: int, **kwargs: object):
+    """One layer, 16 wide: seconds to build and run on a CPU."""
+    from transformers import BertConfig
+
     _seeded()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
+    return BertConfig(
+        vocab_size=vocab_size,
         hidden_size=16,
         num_hidden_layers=1,
         num_attention_heads=2,
         intermediate_size=32,
         max_position_embeddings=64,
+        **kwargs,
     )
-    BertModel(config).save_pretrained(bert)
+
+
+def sentence_transformer(directory: Path) -> Path:
+    """A one-layer BERT with mean pooling, saved as a sentence-transformers model."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertModel
+
+    bert = directory / "bert"
+    bert.mkdir(parents=True)
+    tokenizer = _bert_tokenizer(bert)
+    BertModel(_tiny_bert_config(len(tokenizer))).save_pretrained(bert)
     tokenizer.save_pretrained(bert)
     transformer = models.Transformer(str(bert), max_seq_length=32)
     pooling = models.Pooling(transformer.get_word_embedding_dimension())
@@ -49,26 +63,14 @@ def sentence_transformer(directory: Path) -> Path:
 
 def sequence_classifier(directory: Path) -> Path:
     """A one-layer BERT sequence classifier with labels ``calm`` and ``alarm``."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertForSequenceClassification
 
     target = directory / "sequence-classifier"
     target.mkdir(parents=True)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    (target / "vocab.txt").write_text("\n".join([*specials, *WORDS]))
-    tokenizer = BertTokenizerFast(  # caikit-nlp pads to model_max_length
-        vocab_file=str(target / "vocab.txt"), do_lower_case=True, model_max_length=32
-    )
+    tokenizer = _bert_tokenizer(target, model_max_length=32)  # caikit-nlp pads to it
     tokenizer.save_pretrained(target)
-    _seeded()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        id2label={0: "calm", 1: "alarm"},
-        label2id={"calm": 0, "alarm": 1},
+    config = _tiny_bert_config(
+        len(tokenizer), id2label={0: "calm", 1: "alarm"}, label2id={"calm": 0, "alarm": 1}
     )
     BertForSequenceClassification(config).save_pretrained(target)
     return target
