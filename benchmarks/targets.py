@@ -21,6 +21,8 @@ SCALING_RATIO = ("scaling", "ratio")
 TRAIN_P50 = ("training", "train_returns", "p50_ms")
 WAIT_P50 = ("training", "wait_after_end", "p50_ms")
 DASK_GROWTH = ("memory", "dask", "growth_mb")
+MAP_RATE = ("batch", "variants", "proxy_map", "calls_per_s")
+RUN_LOOP_RATE = ("batch", "variants", "proxy_run_threads", "calls_per_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +83,12 @@ TARGETS = (
         (DASK_GROWTH,),
         lambda mb: mb < 10,
         lambda mb: f"{mb:.1f} MB",
+    ),
+    Target(
+        "proxy.map >= 1.5x a 16-thread proxy.run loop (batch)",
+        (MAP_RATE, RUN_LOOP_RATE),
+        lambda mapped, looped: mapped >= 1.5 * looped,
+        lambda mapped, looped: f"{mapped / looped:.2f}x ({mapped:.0f} vs {looped:.0f} calls/s)",
     ),
 )
 

@@ -140,3 +140,26 @@ def test_bad_arguments_are_named_at_the_call(echo):
         echo.map(["a"], method="train", progress=False)
     with pytest.raises(ValueError, match="max_in_flight must be a positive int"):
         echo.map(["a"], max_in_flight=0, progress=False)
+
+
+def test_a_task_method_named_map_keeps_its_name_on_the_proxy():
+    import caikit.core
+
+    from caikit_dask.example import ClassificationResult, ExampleTextClassificationTask
+    from caikit_dask.loading.proxy import DaskModelProxy, proxy_class_for
+
+    @caikit.core.module(
+        id="1a7f0c55-2b0e-4f61-9d55-6c1f3d0b9a01",
+        name="caikit-dask test module with a map task method",
+        version="0.1.0",
+        task=ExampleTextClassificationTask,
+    )
+    class MapsText(caikit.core.ModuleBase):
+        @ExampleTextClassificationTask.taskmethod()
+        def map(self, text: str) -> ClassificationResult:
+            return ClassificationResult(label=text, score=1.0)
+
+    proxy_class = proxy_class_for(MapsText)
+    assert proxy_class.map is not DaskModelProxy.map
+    assert proxy_class.map.__wrapped__ is MapsText.map
+    assert "map" in proxy_class.unary_methods
