@@ -109,6 +109,8 @@ def _ordered_results(
                 yield _finish(replica_set, method, window.popleft())
                 advance()
             window.append(_start(replica_set, method, index, item, args, kwargs))
+            if window[-1].failure is not None:  # raised in its turn; send nothing after it
+                break
         while window:
             yield _finish(replica_set, method, window.popleft())
             advance()

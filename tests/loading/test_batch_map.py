@@ -163,3 +163,32 @@ def test_a_task_method_named_map_keeps_its_name_on_the_proxy():
     assert proxy_class.map is not DaskModelProxy.map
     assert proxy_class.map.__wrapped__ is MapsText.map
     assert "map" in proxy_class.unary_methods
+
+
+@pytest.mark.slow
+def test_a_replica_killed_mid_map_loses_no_input(process_cluster, tmp_path):
+    for name in ("a", "b", "c"):
+        process_cluster.add_worker(name)
+    EchoWithContext.train(prefix="> ").save(str(tmp_path / "echo"))
+    model = DaskModelInitializer(
+        {
+            "connection": {"address": process_cluster.address},
+            "replicas": 2,
+            "call_timeout": "30s",
+            "health_check_period": "0.5s",
+        },
+        "batch-kill",
+    ).init(ModuleConfig.load(str(tmp_path / "echo")))
+    victim = sorted(r["worker"] for r in model.replicas)[0]
+
+    def inputs():
+        for i in range(6000):
+            if i == 2000:
+                process_cluster.kill_worker(process_cluster.worker_name_at(victim))
+            yield f"item {i}"
+
+    results = model.map(inputs(), progress=False)
+
+    assert texts(results) == [f"> item {i}" for i in range(6000)]
+    assert victim not in {r["worker"] for r in model.replicas if r["alive"]}
+    model.close()
