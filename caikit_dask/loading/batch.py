@@ -66,7 +66,7 @@ def map_inputs(
     """``method(input, *args, **kwargs)`` for each input, in input order.
 
     A list for an iterable or a Bag; a pandas Series with the column's index and
-    name for a dask Series. The first failing input raises ``BatchInputError``
+    name for a dask or pandas Series. The first failing input raises ``BatchInputError``
     naming it, with the model's exception as its ``__cause__``.
     """
     kwargs = kwargs or {}
@@ -192,13 +192,15 @@ def _finish(replica_set: ReplicaSet, method: str, call_: _InFlight) -> Any:
 
 def _items(replica_set: ReplicaSet, inputs: Any) -> tuple[Iterable, int | None, Any]:
     """The inputs one by one, their count if known, and (index, name) for a dask Series."""
-    kind = _dask_kind(inputs)
+    kind = _collection_kind(inputs)
     if kind == "bag":
         return _partition_items(replica_set.client, inputs, None), None, None
     if kind == "series":
         column = ([], inputs.name)
         return _partition_items(replica_set.client, inputs, column[0]), None, column
-    if kind == "frame":
+    if kind == "pandas series":
+        return inputs, len(inputs), (list(inputs.index), inputs.name)
+    if kind in ("frame", "pandas frame"):
         error(
             "<DSK60000008E>",
             TypeError(
@@ -218,8 +220,8 @@ def _items(replica_set: ReplicaSet, inputs: Any) -> tuple[Iterable, int | None, 
     return inputs, total, None
 
 
-def _dask_kind(inputs: Any) -> str | None:
-    """'bag', 'series' or 'frame' for those dask collections (without importing them)."""
+def _collection_kind(inputs: Any) -> str | None:
+    """What ``inputs`` is among dask's and pandas' collections (without importing them)."""
     bag = sys.modules.get("dask.bag")
     if bag is not None and isinstance(inputs, bag.Bag):
         return "bag"
@@ -229,6 +231,12 @@ def _dask_kind(inputs: Any) -> str | None:
             return "series"
         if isinstance(inputs, frames.DataFrame):
             return "frame"
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        if isinstance(inputs, pandas.Series):
+            return "pandas series"
+        if isinstance(inputs, pandas.DataFrame):
+            return "pandas frame"
     return None
 
 

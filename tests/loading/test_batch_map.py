@@ -100,6 +100,10 @@ def test_a_dataframe_column_gives_a_series_with_its_index_and_name(echo):
     with pytest.raises(TypeError, match=r"frame\['column'\]"):
         echo.map(dd.from_pandas(frame, npartitions=2), progress=False)
 
+    scored = echo.map(frame["text"], progress=False)  # a pandas column: the same shape back
+    assert list(scored.index) == index and scored.name == "text"
+    assert texts(scored) == [f"> t{i}" for i in range(300)]
+
 
 def test_a_failing_input_is_named_and_keeps_the_model_exception(faulty):
     inputs = ["ok"] * 50 + ["raise:bad input"] + ["ok"] * 200
