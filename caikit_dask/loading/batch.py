@@ -26,6 +26,7 @@ from typing import Any
 from distributed import Client
 
 from ..errors import BatchInputError, error
+from ..formatting import seconds
 from .calls import _TRANSPORT_ERRORS, _result, call
 from .replicas import Replica, ReplicaSet
 from .requests import decode_outcome, encode_request
@@ -167,7 +168,7 @@ def _finish(replica_set: ReplicaSet, method: str, call_: _InFlight) -> Any:
             outcome = _result(replica_set, replica, call_.pending, call_.deadline)
         except TimeoutError:
             raise TimeoutError(
-                f"no answer within call_timeout={replica_set.spec.call_timeout:g}s "
+                f"no answer within call_timeout={seconds(replica_set.spec.call_timeout)} "
                 f"(replica on {replica.worker})"
             ) from None
         except _TRANSPORT_ERRORS:  # its replica may be dead: the call path retries elsewhere

@@ -116,6 +116,18 @@ def test_a_failing_input_is_named_and_keeps_the_model_exception(faulty):
     assert len({result.label for result in results}) == 2, "both replicas (worker pids) answered"
 
 
+def test_an_input_past_call_timeout_is_named(local_cluster, tmp_path):
+    path = save_fault_model(str(tmp_path / "fault"))
+    connection = {"address": local_cluster.scheduler_address, "timeout": "20s"}
+    model = DaskModelInitializer({"connection": connection, "call_timeout": "1s"}, "slow").init(
+        ModuleConfig.load(path)
+    )
+    with pytest.raises(BatchInputError, match=r"input 1 \('sleep:3'\).*call_timeout=1s") as info:
+        model.map(["ok", "sleep:3", "ok"], progress=False)
+    assert isinstance(info.value.__cause__, TimeoutError)
+    model.close()
+
+
 def test_progress_bar_in_the_terminal(echo, capsys):
     echo.map([f"p{i}" for i in range(250)])
     bar = capsys.readouterr().err
