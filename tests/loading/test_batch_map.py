@@ -90,7 +90,7 @@ def test_a_dataframe_column_gives_a_series_with_its_index_and_name(echo):
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(300)], "n": range(300)}, index=index)
     column = dd.from_pandas(frame, npartitions=5)["text"]
 
-    expected = column.compute()  # from_pandas sorts by the index
+    expected = column.compute(scheduler="sync")  # from_pandas sorts by the index
 
     scored = echo.map(column, progress=False)
 
