@@ -39,6 +39,7 @@ def render(results: dict) -> str:
         _training,
         _memory,
         _many_trainings,
+        _batch,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -295,6 +296,35 @@ def _reattach_row(reattach: dict) -> list[str]:
         number(reattach["total_s"], ".2f"),
         number(reattach["per_call_ms"], ".2f"),
     ]
+
+
+BATCH_VARIANTS = (
+    ("proxy_map", "proxy.map, 1 caller thread"),
+    ("proxy_run_threads", "proxy.run loop, {threads} threads"),
+    ("bag_load_per_task", "Bag.map_partitions, caikit.load in each of {partitions} tasks"),
+)
+
+
+def _batch(results: dict) -> list[str]:
+    batch = results.get("batch")
+    if not batch or "variants" not in batch:
+        return []
+    variants = batch["variants"]
+    proxy_map = variants["proxy_map"]["calls_per_s"]
+    rows = [
+        [
+            label.format(threads=batch["threads"], partitions=batch["bag_partitions"]),
+            number(variants[key]["calls_per_s"]),
+            ratio(proxy_map, variants[key]["calls_per_s"]),
+        ]
+        for key, label in BATCH_VARIANTS
+    ]
+    return table(
+        f"7. batch scoring, {batch['inputs']:,} trivial inputs, {batch['replicas']} replicas, "
+        "results in order (median of rounds)",
+        ["variant", "calls/s", "map/this"],
+        rows,
+    )
 
 
 def _targets(results: dict) -> list[str]:

@@ -22,6 +22,7 @@ from typing import Any
 from dask.utils import format_time
 
 from .environment import log, prepare_worker_environment
+from .measure_batch import BatchBenchmark
 from .measure_calls import CallBenchmarks
 from .measure_memory import MemoryBenchmark
 from .measure_scale import ScaleBenchmark
@@ -41,6 +42,7 @@ BENCHMARKS: tuple[type[Benchmark], ...] = (
     TrainingBenchmark,
     MemoryBenchmark,
     ScaleBenchmark,
+    BatchBenchmark,
 )
 
 

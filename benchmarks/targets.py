@@ -24,6 +24,8 @@ DASK_GROWTH = ("memory", "dask", "growth_mb")
 LIST_S = ("scale", "list", "list_s")
 LISTED = ("scale", "list", "listed")
 FIND_AFTER_LIST_S = ("scale", "list", "get_model_future_all_s")
+MAP_RATE = ("batch", "variants", "proxy_map", "calls_per_s")
+RUN_LOOP_RATE = ("batch", "variants", "proxy_run_threads", "calls_per_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +98,12 @@ TARGETS = (
         (FIND_AFTER_LIST_S, LISTED),
         lambda seconds, listed: seconds < 1,
         lambda seconds, listed: f"{seconds:.3f} s for {listed:.0f}",
+    ),
+    Target(
+        "proxy.map >= 1.5x a 16-thread proxy.run loop (batch)",
+        (MAP_RATE, RUN_LOOP_RATE),
+        lambda mapped, looped: mapped >= 1.5 * looped,
+        lambda mapped, looped: f"{mapped / looped:.2f}x ({mapped:.0f} vs {looped:.0f} calls/s)",
     ),
 )
 

@@ -43,3 +43,11 @@ class TrainingResultLost(RuntimeError):
 
 class ByValueError(TypeError):
     """A class defined where workers cannot import it, that cannot be sent by value either."""
+
+
+class BatchInputError(RuntimeError):
+    """One input of ``proxy.map`` failed: names it; the model's exception is its ``__cause__``."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index

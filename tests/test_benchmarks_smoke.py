@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-SECTIONS = ("latency", "throughput", "scaling", "training", "memory", "scale")
+SECTIONS = ("latency", "throughput", "scaling", "training", "memory", "scale", "batch")
 TABLE_TITLES = (
     "== 1. sequential latency",
     "== 2. concurrent throughput",
@@ -26,6 +26,7 @@ TABLE_TITLES = (
     "== 4. training",
     "== 5. client RSS growth",
     "== 6. many trainings",
+    "== 7. batch scoring",
     "== targets ==",
 )
 
@@ -61,7 +62,8 @@ def test_benchmarks_smoke_run(tmp_path):
     listing = results["scale"]["list"]
     assert listing["ours_listed"] == results["scale"]["trainings"]
     assert listing["statuses"] == {"COMPLETED": results["scale"]["trainings"]}
-    assert len(results["targets"]) == 9
+    assert results["batch"]["variants"]["proxy_map"]["calls_per_s"] > 0
+    assert len(results["targets"]) == 10
     assert "skipped" in results["ray"]
 
 
@@ -126,4 +128,4 @@ def test_report_names_a_failed_section_and_renders_only_what_ran():
     assert "== scaling == FAILED: RuntimeError: no workers" in text
     assert "Ray baseline skipped: not run (--no-ray)" in text
     assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
-    assert text.count(" n/a ") == 9
+    assert text.count(" n/a ") == 10

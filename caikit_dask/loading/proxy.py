@@ -19,6 +19,7 @@ from caikit.core.modules import ModuleBase
 
 from ..errors import error
 from ..module_identity import MODULE_IDENTITY_ATTRIBUTES
+from .batch import check_method, map_inputs
 from .calls import call
 from .context import ForwardedContext
 from .publishing import publish, unpublish
@@ -32,6 +33,7 @@ class DaskModelProxy(ModuleBase):
 
     BACKEND_TYPE = "DASK"
     module_class: type[ModuleBase]
+    unary_methods: frozenset[str] = frozenset()  # task methods returning one result
 
     def __init__(self, replicas: ReplicaSet):
         super().__init__()
@@ -48,6 +50,36 @@ class DaskModelProxy(ModuleBase):
         if output_streaming:
             return DataStream(lambda: stream(replicas, method, request))
         return call(replicas, method, request)
+
+    def map(
+        self,
+        inputs: Any,
+        method: str = "run",
+        *,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        progress: bool = True,
+        max_in_flight: int | None = None,
+    ) -> Any:
+        """``method(input, *args, **kwargs)`` for every input, across the replicas, in order.
+
+        ``inputs``: an iterable, a ``dask.bag.Bag`` (both give a list) or a dask DataFrame
+        column (gives a pandas Series with its index and name). A failing input raises
+        ``BatchInputError`` naming it. See ``loading.batch``; a module task method named
+        ``map`` takes precedence here, and ``DaskModelProxy.map(proxy, ...)`` still works.
+        """
+        self._replicas.raise_if_closed()
+        check_method(type(self).module_class, self.unary_methods, method)
+        return map_inputs(
+            self._replicas,
+            method,
+            inputs,
+            tuple(_sendable(value) for value in args),
+            {name: _sendable(value) for name, value in (kwargs or {}).items()},
+            progress,
+            max_in_flight,
+            label=f"{self.module_class.__name__}.{method}",
+        )
 
     def close(self) -> None:
         """Release the actors now (also done when the proxy is garbage-collected).
@@ -156,11 +188,15 @@ def proxy_class_for(module_class: type[ModuleBase]) -> type[DaskModelProxy]:
         for flavours in module_class._TASK_INFERENCE_SIGNATURES.values():
             for input_streaming, output_streaming, signature in flavours:
                 methods[signature.method_name] = (input_streaming, output_streaming)
-        for name, (_, output_streaming) in methods.items():
+        unary = set()
+        for name, (input_streaming, output_streaming) in methods.items():
             original = getattr(module_class, name, None)
             if original is None or original is ModuleBase.run:
                 continue
             attributes[name] = _forwarder(name, original, output_streaming)
+            if not input_streaming and not output_streaming:
+                unary.add(name)
+        attributes["unary_methods"] = frozenset(unary)
         proxy_class = type(f"Dask{module_class.__name__}", (DaskModelProxy,), attributes)
         proxy_class.__module__ = __name__
         _proxy_classes[module_class] = proxy_class
