@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from distributed import Client, Future
+from distributed import Client, Future, wait
 
 from .. import cluster_state
 from ..errors import DaskBackendError, error
@@ -74,21 +74,28 @@ def detach_handle_future(actor: Any) -> Any:
 
 
 def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float) -> Any:
-    """The actor handle, checking between short waits that its worker is still there."""
+    """The actor handle, checking between short waits that its worker is still there.
+
+    The short waits only watch the task's state; the handle is fetched once, after the
+    task is done. (A short timeout on ``future.result`` could end the fetch midway, and
+    under load distributed then raised an UnboundLocalError from ``sync``.)
+    """
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
-        try:
-            # The Actor handle binds to the *current* client; ours is deliberately not the default.
-            with client.as_current():
-                return detach_handle_future(future.result(timeout=min(remaining, 0.5)))
-        except TimeoutError:
-            if worker not in cluster_state.workers(client):
-                raise WorkerLostDuringLoad(
-                    f"Worker {worker} left the cluster while loading the model"
-                ) from None
+        # ``wait`` and the Actor handle use the *current* client; ours is not the default.
+        with client.as_current():
+            try:
+                wait([future], timeout=min(remaining, 0.5))
+            except TimeoutError:
+                if worker not in cluster_state.workers(client):
+                    raise WorkerLostDuringLoad(
+                        f"Worker {worker} left the cluster while loading the model"
+                    ) from None
+                continue
+            return detach_handle_future(future.result(timeout=max(remaining, 1.0)))
 
 
 def _rebuildable(err: Exception) -> bool:
