@@ -39,6 +39,7 @@ def render(results: dict) -> str:
         _training,
         _memory,
         _many_trainings,
+        _many_models,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -279,6 +280,42 @@ def _reattach_row(reattach: dict) -> list[str]:
         number(reattach["total_s"], ".2f"),
         number(reattach["per_call_ms"], ".2f"),
     ]
+
+
+def _many_models(results: dict) -> list[str]:
+    many = results.get("many_models")
+    if not many or "models" not in many:
+        return []
+    n = many["models"]
+    rows = [
+        [
+            "load, ms per model",
+            number(many["one_model_load_ms"], ".1f"),
+            number(many["load_per_model_ms"], ".1f"),
+            ratio(many["load_per_model_ms"], many["one_model_load_ms"]),
+        ],
+        [f"load all, s ({many['loaders']} at a time)", "", number(many["load_all_s"], ".2f"), ""],
+        [
+            f"calls/s, {many['caller_threads']} threads (round-robin over the models)",
+            number(many["one_model_calls_per_s"]),
+            number(many["round_robin_calls_per_s"]),
+            ratio(many["round_robin_calls_per_s"], many["one_model_calls_per_s"]),
+        ],
+    ]
+    for figure, label in (
+        ("threads", "threads per worker (max)"),
+        ("pool_threads", "model pool threads per worker (max)"),
+        ("rss_mb", "RSS per worker, MB (max)"),
+    ):
+        one, many_value = many[f"max_{figure}_one"], many[f"max_{figure}_many"]
+        rows.append([label, number(one), number(many_value), ratio(many_value, one)])
+    lines = table(
+        f"7. many models ({n} tiny models on 2 workers)",
+        ["figure", "1 model", f"{n} models", f"{n}/1"],
+        rows,
+    )
+    lines.append(f"models that answered: {many['answered']} of {n}")
+    return lines
 
 
 def _targets(results: dict) -> list[str]:

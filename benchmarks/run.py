@@ -23,6 +23,7 @@ from dask.utils import format_time
 
 from .environment import log, prepare_worker_environment
 from .measure_calls import CallBenchmarks
+from .measure_many_models import ManyModelsBenchmark
 from .measure_memory import MemoryBenchmark
 from .measure_scale import ScaleBenchmark
 from .measure_scaling import ScalingBenchmark
@@ -41,6 +42,7 @@ BENCHMARKS: tuple[type[Benchmark], ...] = (
     TrainingBenchmark,
     MemoryBenchmark,
     ScaleBenchmark,
+    ManyModelsBenchmark,
 )
 
 

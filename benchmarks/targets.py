@@ -21,6 +21,8 @@ SCALING_RATIO = ("scaling", "ratio")
 TRAIN_P50 = ("training", "train_returns", "p50_ms")
 WAIT_P50 = ("training", "wait_after_end", "p50_ms")
 DASK_GROWTH = ("memory", "dask", "growth_mb")
+MANY_LOAD = ("many_models", "load_all_s")
+MANY_THREADS = ("many_models", "max_threads_many")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +83,18 @@ TARGETS = (
         (DASK_GROWTH,),
         lambda mb: mb < 10,
         lambda mb: f"{mb:.1f} MB",
+    ),
+    Target(
+        "many models: all load < 60 s",
+        (MANY_LOAD,),
+        lambda s: s < 60,
+        lambda s: f"{s:.1f} s",
+    ),
+    Target(
+        "many models: < 100 threads per worker",
+        (MANY_THREADS,),
+        lambda threads: threads < 100,
+        lambda threads: f"{threads:.0f} threads",
     ),
 )
 

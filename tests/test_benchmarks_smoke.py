@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-SECTIONS = ("latency", "throughput", "scaling", "training", "memory", "scale")
+SECTIONS = ("latency", "throughput", "scaling", "training", "memory", "scale", "many_models")
 TABLE_TITLES = (
     "== 1. sequential latency",
     "== 2. concurrent throughput",
@@ -26,6 +26,7 @@ TABLE_TITLES = (
     "== 4. training",
     "== 5. client RSS growth",
     "== 6. many trainings",
+    "== 7. many models",
     "== targets ==",
 )
 
@@ -58,7 +59,10 @@ def test_benchmarks_smoke_run(tmp_path):
     assert results["training"]["train_returns"]["n"] > 0
     assert results["memory"]["dask"]["model_type"].startswith("Dask")
     assert results["scale"]["final_statuses"] == {"COMPLETED": results["scale"]["trainings"]}
-    assert len(results["targets"]) == 7
+    many = results["many_models"]
+    assert many["answered"] == many["models"] == 20
+    assert many["round_robin_calls_per_s"] > 0 and many["max_threads_many"] < 100
+    assert len(results["targets"]) == 9
     assert "skipped" in results["ray"]
 
 
@@ -123,4 +127,4 @@ def test_report_names_a_failed_section_and_renders_only_what_ran():
     assert "== scaling == FAILED: RuntimeError: no workers" in text
     assert "Ray baseline skipped: not run (--no-ray)" in text
     assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
-    assert text.count(" n/a ") == 7
+    assert text.count(" n/a ") == 9
