@@ -93,6 +93,8 @@ def _foreign_load(foreign: dict) -> list[str]:
 
 
 def _ray_status(ray: dict) -> str:
+    if not ray:
+        return "Ray baseline not run (no call benchmark in this run)"
     if "skipped" in ray or "error" in ray:
         return f"Ray baseline skipped: {ray.get('skipped') or ray.get('error')}"
     return f"Ray {ray.get('ray_version')} (own process, measured before the cluster)"
