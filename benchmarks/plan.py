@@ -22,10 +22,14 @@ class Plan:
     train_sleep: float
     memory_features: int
     scale_trainings: int
+    many_models: int
+    many_duration: float
     ray: bool
     batch_inputs: int = 100_000
     batch_repeats: int = 2
 
 
-FULL = Plan("full", 20, 100, 2.0, 3, 16, 1.5, 6, 8, 20, 0.1, 26_000_000, 1000, True)
-SMOKE = Plan("smoke", 3, 30, 0.3, 1, 16, 0.5, 1, 8, 3, 0.05, 1_000_000, 20, False, 2_000, 1)
+FULL = Plan("full", 20, 100, 2.0, 3, 16, 1.5, 6, 8, 20, 0.1, 26_000_000, 1000, 1000, 2.0, True)
+SMOKE = Plan(
+    "smoke", 3, 30, 0.3, 1, 16, 0.5, 1, 8, 3, 0.05, 1_000_000, 20, 20, 0.3, False, 2_000, 1
+)

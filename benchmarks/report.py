@@ -40,6 +40,7 @@ def render(results: dict) -> str:
         _memory,
         _many_trainings,
         _batch,
+        _many_models,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -93,6 +94,8 @@ def _foreign_load(foreign: dict) -> list[str]:
 
 
 def _ray_status(ray: dict) -> str:
+    if not ray:
+        return "Ray baseline not run (no call benchmark in this run)"
     if "skipped" in ray or "error" in ray:
         return f"Ray baseline skipped: {ray.get('skipped') or ray.get('error')}"
     return f"Ray {ray.get('ray_version')} (own process, measured before the cluster)"
@@ -325,6 +328,42 @@ def _batch(results: dict) -> list[str]:
         ["variant", "calls/s", "map/this"],
         rows,
     )
+
+
+def _many_models(results: dict) -> list[str]:
+    many = results.get("many_models")
+    if not many or "models" not in many:
+        return []
+    n = many["models"]
+    rows = [
+        [
+            "load, ms per model",
+            number(many["one_model_load_ms"], ".1f"),
+            number(many["load_per_model_ms"], ".1f"),
+            ratio(many["load_per_model_ms"], many["one_model_load_ms"]),
+        ],
+        [f"load all, s ({many['loaders']} at a time)", "", number(many["load_all_s"], ".2f"), ""],
+        [
+            f"calls/s, {many['caller_threads']} threads (round-robin over the models)",
+            number(many["one_model_calls_per_s"]),
+            number(many["round_robin_calls_per_s"]),
+            ratio(many["round_robin_calls_per_s"], many["one_model_calls_per_s"]),
+        ],
+    ]
+    for figure, label in (
+        ("threads", "threads per worker (max)"),
+        ("pool_threads", "model pool threads per worker (max)"),
+        ("rss_mb", "RSS per worker, MB (max)"),
+    ):
+        one, many_value = many[f"max_{figure}_one"], many[f"max_{figure}_many"]
+        rows.append([label, number(one), number(many_value), ratio(many_value, one)])
+    lines = table(
+        f"8. many models ({n} tiny models on 2 workers)",
+        ["figure", "1 model", f"{n} models", f"{n}/1"],
+        rows,
+    )
+    lines.append(f"models that answered: {many['answered']} of {n}")
+    return lines
 
 
 def _targets(results: dict) -> list[str]:

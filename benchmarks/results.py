@@ -10,7 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 # The benchmarks in the order a run measures them (``ray`` runs first when wanted).
-SECTIONS = ("latency", "throughput", "scaling", "training", "memory", "scale", "batch")
+SECTIONS = (
+    "latency",
+    "throughput",
+    "scaling",
+    "training",
+    "memory",
+    "scale",
+    "batch",
+    "many_models",
+)
 
 
 def lookup(data: Any, *keys: str) -> Any:

@@ -24,6 +24,7 @@ from dask.utils import format_time
 from .environment import log, prepare_worker_environment
 from .measure_batch import BatchBenchmark
 from .measure_calls import CallBenchmarks
+from .measure_many_models import ManyModelsBenchmark
 from .measure_memory import MemoryBenchmark
 from .measure_scale import ScaleBenchmark
 from .measure_scaling import ScalingBenchmark
@@ -43,6 +44,7 @@ BENCHMARKS: tuple[type[Benchmark], ...] = (
     MemoryBenchmark,
     ScaleBenchmark,
     BatchBenchmark,
+    ManyModelsBenchmark,
 )
 
 

@@ -26,6 +26,8 @@ LISTED = ("scale", "list", "listed")
 FIND_AFTER_LIST_S = ("scale", "list", "get_model_future_all_s")
 MAP_RATE = ("batch", "variants", "proxy_map", "calls_per_s")
 RUN_LOOP_RATE = ("batch", "variants", "proxy_run_threads", "calls_per_s")
+MANY_LOAD = ("many_models", "load_all_s")
+MANY_THREADS = ("many_models", "max_threads_many")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +106,18 @@ TARGETS = (
         (MAP_RATE, RUN_LOOP_RATE),
         lambda mapped, looped: mapped >= 1.5 * looped,
         lambda mapped, looped: f"{mapped / looped:.2f}x ({mapped:.0f} vs {looped:.0f} calls/s)",
+    ),
+    Target(
+        "many models: all load < 60 s",
+        (MANY_LOAD,),
+        lambda s: s < 60,
+        lambda s: f"{s:.1f} s",
+    ),
+    Target(
+        "many models: < 100 threads per worker",
+        (MANY_THREADS,),
+        lambda threads: threads < 100,
+        lambda threads: f"{threads:.0f} threads",
     ),
 )
 

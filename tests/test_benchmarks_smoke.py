@@ -18,7 +18,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-SECTIONS = ("latency", "throughput", "scaling", "training", "memory", "scale", "batch")
+SECTIONS = (
+    "latency",
+    "throughput",
+    "scaling",
+    "training",
+    "memory",
+    "scale",
+    "batch",
+    "many_models",
+)
 TABLE_TITLES = (
     "== 1. sequential latency",
     "== 2. concurrent throughput",
@@ -27,6 +36,7 @@ TABLE_TITLES = (
     "== 5. client RSS growth",
     "== 6. many trainings",
     "== 7. batch scoring",
+    "== 8. many models",
     "== targets ==",
 )
 
@@ -63,7 +73,10 @@ def test_benchmarks_smoke_run(tmp_path):
     assert listing["ours_listed"] == results["scale"]["trainings"]
     assert listing["statuses"] == {"COMPLETED": results["scale"]["trainings"]}
     assert results["batch"]["variants"]["proxy_map"]["calls_per_s"] > 0
-    assert len(results["targets"]) == 10
+    many = results["many_models"]
+    assert many["answered"] == many["models"] == 20
+    assert many["round_robin_calls_per_s"] > 0 and many["max_threads_many"] < 100
+    assert len(results["targets"]) == 12
     assert "skipped" in results["ray"]
 
 
@@ -128,4 +141,4 @@ def test_report_names_a_failed_section_and_renders_only_what_ran():
     assert "== scaling == FAILED: RuntimeError: no workers" in text
     assert "Ray baseline skipped: not run (--no-ray)" in text
     assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
-    assert text.count(" n/a ") == 10
+    assert text.count(" n/a ") == 12

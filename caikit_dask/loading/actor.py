@@ -1,8 +1,10 @@
 """The Dask actor that holds one loaded model on a worker.
 
 Actor methods are ``async`` so they run on the worker's event loop and hand the
-model's work to a thread pool: synchronous actor methods would all share one
-thread, and CPU work on the event loop would block the worker's heartbeats.
+model's work to the worker's shared thread pool (see ``worker_pool``):
+synchronous actor methods would all share one thread, and CPU work on the event
+loop would block the worker's heartbeats. A model holds at most a few of the
+pool's threads at once, so one slow model never holds up the others.
 Calls arrive in batches (see ``channel``) and run concurrently; a batch replies
 once its calls are done, or soon after the first is, leaving slow calls to be
 collected later, so a fast call never waits behind a slow one. Output streams
@@ -20,16 +22,18 @@ import math
 import os
 import pickle
 import tempfile
+import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..local_backend import LocalSharedBackend
 from .outcomes import Outcomes
 from .requests import decode_request, failed_outcome, run_request
+from .worker_pool import per_model_limit, shared_pool
 
 _END = object()
+_WORK = object()  # the ticket of a queued piece of stream work (a callable)
 
 # A batch replies after its first call finishes (or after REPLY_WITHIN, so slow calls do
 # not hold the caller's message slots), plus up to COLLECT_LINGER for the others.
@@ -71,16 +75,21 @@ def _model_root(directory: str) -> str:
 
 
 class ModelActor:
-    """Owns the model; every proxy call lands in ``run_batch`` or the stream methods."""
+    """Owns the model; every proxy call lands in ``run_batch`` or the stream methods.
+
+    Calls wait in one queue per model; the model's jobs in the shared pool take them
+    in turn. At most ``max_concurrency`` jobs (and at most half the pool) per model.
+    """
 
     def __init__(self, source: str | bytes, library: str | None = None, max_concurrency: int = 4):
         self.model = _load_model(source, library)
         self.module_id = self.model.MODULE_ID
-        self._max_concurrency = max_concurrency
+        self._executor = shared_pool()
+        self._max_concurrency = per_model_limit(max_concurrency)
         self._typical_call = SLICE  # seconds; a moving average of the model's calls
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_concurrency, thread_name_prefix="caikit-dask-model"
-        )
+        self._queue: collections.deque = collections.deque()
+        self._jobs = 0  # this model's jobs in the pool, each taking from the queue
+        self._jobs_lock = threading.Lock()
         self._streams: dict[int, Any] = {}
         self._stream_ids = itertools.count()
         self._outcomes: Outcomes | None = None
@@ -88,7 +97,7 @@ class ModelActor:
         self.calls = 0
 
     async def run_batch(self, requests: tuple[bytes, ...]) -> bytes:
-        """Start each request in the pool; reply with tickets and the outcomes ready so far.
+        """Queue each request for the pool; reply with tickets and the outcomes ready so far.
 
         An outcome still running is ``None``; fetch it later with ``collect``. Replies are
         pickled here (plain ints and bytes) so the comm layer sends one frame.
@@ -99,32 +108,44 @@ class ModelActor:
         tickets = [next(self._tickets) for _ in requests]
         for ticket in tickets:
             self._outcomes.started(ticket)
-        # Pool jobs take the batch's calls in turn, as the pool would, without a job (and a
-        # thread wake-up) per call: as many jobs as give each about SLICE of work. If calls
-        # are still queued after SLICE (one ran long), more jobs join, up to the pool's size.
-        queue = collections.deque(zip(tickets, requests, strict=True))
-        jobs = max(1, min(math.ceil(len(queue) * self._typical_call / SLICE), len(queue)))
-        jobs = min(jobs, self._max_concurrency)
-        self._add_jobs(queue, jobs)
-        if len(queue) > jobs and jobs < self._max_concurrency:
-            loop = asyncio.get_running_loop()
-            loop.call_later(SLICE, self._add_jobs, queue, self._max_concurrency - jobs)
+        # Jobs take the queued calls in turn, as the pool would, without a job (and a thread
+        # wake-up) per call: as many jobs as give each about SLICE of work. If calls are
+        # still queued after SLICE (one ran long), more jobs join, up to the model's limit.
+        jobs = max(1, min(math.ceil(len(requests) * self._typical_call / SLICE), len(requests)))
+        with self._jobs_lock:
+            self._queue.extend(zip(tickets, requests, strict=True))
+        running = self._add_jobs(jobs)
+        if running < self._max_concurrency and len(self._queue) > running:
+            asyncio.get_running_loop().call_later(SLICE, self._add_jobs, self._max_concurrency)
         return pickle.dumps((tickets, await self._ready(tickets, REPLY_WITHIN)), protocol=5)
 
-    def _add_jobs(self, queue: collections.deque, count: int) -> None:
-        for _ in range(min(count, len(queue))):
-            self._executor.submit(self._run, queue)
+    def _add_jobs(self, wanted: int) -> int:
+        """Up to ``wanted`` more jobs while calls wait, within the limit; the jobs now running."""
+        with self._jobs_lock:
+            count = min(wanted, self._max_concurrency - self._jobs, len(self._queue))
+            if count <= 0:
+                return self._jobs
+            self._jobs += count
+            running = self._jobs
+        for _ in range(count):
+            self._executor.submit(self._run)
+        return running
 
     async def collect(self, tickets: list[int]) -> bytes:
         """Outcomes of earlier requests, once at least one is ready (``None``: still running)."""
         return pickle.dumps(await self._ready(tickets, None), protocol=5)
 
-    def _run(self, queue: collections.deque) -> None:
+    def _run(self) -> None:
+        queue, lock = self._queue, self._jobs_lock
         while True:
-            try:
+            with lock:
+                if not queue:
+                    self._jobs -= 1
+                    return
                 ticket, request = queue.popleft()
-            except IndexError:
-                return
+            if ticket is _WORK:
+                request()
+                continue
             started = time.perf_counter()
             try:
                 outcome = run_request(self.model, request)
@@ -133,6 +154,24 @@ class ModelActor:
             took = time.perf_counter() - started
             self._typical_call += (took - self._typical_call) * 0.2
             self._outcomes.finished(ticket, outcome)
+
+    async def _in_turn(self, work: Any) -> Any:
+        """Run ``work()`` in the pool as one of this model's queued calls (streams use it)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def run() -> None:
+            try:
+                result = work()
+            except BaseException as err:  # noqa: BLE001 - handed to the awaiting caller
+                loop.call_soon_threadsafe(_settle, done, None, err)
+            else:
+                loop.call_soon_threadsafe(_settle, done, result, None)
+
+        with self._jobs_lock:
+            self._queue.append((_WORK, run))
+        self._add_jobs(1)
+        return await done
 
     async def _ready(self, tickets: list[int], first_within: float | None) -> list:
         outcomes = self._outcomes
@@ -149,13 +188,12 @@ class ModelActor:
     async def open_stream(self, request: bytes, first: int) -> tuple:
         """Start an output stream; returns its id and its first chunk."""
         self.calls += 1
-        loop = asyncio.get_running_loop()
 
         def start() -> Any:
             method, args, kwargs = decode_request(request)
             return iter(getattr(self.model, method)(*args, **kwargs))
 
-        stream = await loop.run_in_executor(self._executor, start)
+        stream = await self._in_turn(start)
         stream_id = next(self._stream_ids)
         self._streams[stream_id] = stream
         items, done = await self.next_chunk(stream_id, first)
@@ -166,7 +204,6 @@ class ModelActor:
         stream = self._streams.get(stream_id)
         if stream is None:
             return [], True
-        loop = asyncio.get_running_loop()
 
         def pull() -> tuple[list, bool]:
             items = []
@@ -178,7 +215,7 @@ class ModelActor:
             return items, False
 
         try:
-            items, done = await loop.run_in_executor(self._executor, pull)
+            items, done = await self._in_turn(pull)
         except BaseException:
             self._streams.pop(stream_id, None)
             raise
@@ -197,7 +234,11 @@ class ModelActor:
         """Health check: cheap, answered on the event loop."""
         return {"module_id": self.module_id, "calls": self.calls, "pid": os.getpid()}
 
-    def __del__(self) -> None:
-        executor = getattr(self, "_executor", None)
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+
+def _settle(future: asyncio.Future, result: Any, err: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if err is not None:
+        future.set_exception(err)
+    else:
+        future.set_result(result)

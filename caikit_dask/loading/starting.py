@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from distributed import Client, Future
+from distributed import Client, Future, wait
+from distributed.actor import Actor
 
 from .. import cluster_state
 from ..errors import DaskBackendError, error
 from ..formatting import seconds
+from .actor import ModelActor
 
 
 class WorkerLostDuringLoad(DaskBackendError):
@@ -26,8 +28,6 @@ def start_actor(
     library: str | None = None,
 ) -> tuple[Future, Any]:
     """Construct a ModelActor as ``key`` on ``worker``; raises the load error within ``timeout``."""
-    from .actor import ModelActor
-
     options: dict[str, Any] = {"workers": [worker], "allow_other_workers": False}
     if resources:
         options["resources"] = resources
@@ -74,21 +74,31 @@ def detach_handle_future(actor: Any) -> Any:
 
 
 def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float) -> Any:
-    """The actor handle, checking between short waits that its worker is still there."""
+    """The actor handle, checking between short waits that its worker is still there.
+
+    The short waits only watch the task's state (a short timeout on ``future.result``
+    could end the fetch midway, and under load distributed then raised an
+    UnboundLocalError from ``sync``); once the actor is built, its handle is made here.
+    """
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
-        try:
-            # The Actor handle binds to the *current* client; ours is deliberately not the default.
-            with client.as_current():
-                return detach_handle_future(future.result(timeout=min(remaining, 0.5)))
-        except TimeoutError:
-            if worker not in cluster_state.workers(client):
-                raise WorkerLostDuringLoad(
-                    f"Worker {worker} left the cluster while loading the model"
-                ) from None
+        # ``wait`` and the Actor handle use the *current* client; ours is not the default.
+        with client.as_current():
+            try:
+                wait([future], timeout=min(remaining, 0.5))
+            except TimeoutError:
+                if worker not in cluster_state.workers(client):
+                    raise WorkerLostDuringLoad(
+                        f"Worker {worker} left the cluster while loading the model"
+                    ) from None
+                continue
+            if future.status == "finished":
+                # The handle the worker would send back, built here: no fetch round trip.
+                return detach_handle_future(Actor(ModelActor, worker, future.key))
+            return detach_handle_future(future.result(timeout=max(remaining, 1.0)))
 
 
 def _rebuildable(err: Exception) -> bool:
