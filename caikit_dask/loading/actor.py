@@ -37,6 +37,8 @@ REPLY_WITHIN = 0.02
 COLLECT_LINGER = 0.002
 # Calls of a batch share a pool thread up to about this much work each.
 SLICE = 0.002
+# Calls one actor runs at once (its thread pool); more wait in the actor.
+MAX_CONCURRENCY = 4
 
 
 def _load_model(source: str | bytes, library: str | None) -> Any:
@@ -73,7 +75,12 @@ def _model_root(directory: str) -> str:
 class ModelActor:
     """Owns the model; every proxy call lands in ``run_batch`` or the stream methods."""
 
-    def __init__(self, source: str | bytes, library: str | None = None, max_concurrency: int = 4):
+    def __init__(
+        self,
+        source: str | bytes,
+        library: str | None = None,
+        max_concurrency: int = MAX_CONCURRENCY,
+    ):
         self.model = _load_model(source, library)
         self.module_id = self.model.MODULE_ID
         self._max_concurrency = max_concurrency
