@@ -25,8 +25,11 @@ def queued(outstanding: int, live_replicas: int) -> int:
     return max(0, outstanding - live_replicas * MAX_CONCURRENCY)
 
 
-class Refusals:
-    """Builds a model's overload errors; logs them once per ``LOG_EVERY``, not per call."""
+class QueueLimit:
+    """One model's ``max_queued_calls``: admits a new call or refuses it.
+
+    Refusals are logged once per ``LOG_EVERY`` with their count, not once per call.
+    """
 
     def __init__(self, module_id: str, limit: int):
         self.module_id, self.limit = module_id, limit
@@ -34,8 +37,12 @@ class Refusals:
         self._count = 0
         self._logged_at = -LOG_EVERY
 
-    def refuse(self, outstanding: int, live_replicas: int) -> ModelOverloaded:
-        """The error for a call refused while ``outstanding`` calls ran on ``live_replicas``."""
+    def admit(self, outstanding: int, live_replicas: int) -> None:
+        """Raise ``ModelOverloaded`` if one more call would queue past the limit."""
+        if outstanding - live_replicas * MAX_CONCURRENCY >= self.limit:
+            raise self._refusal(outstanding, live_replicas)
+
+    def _refusal(self, outstanding: int, live_replicas: int) -> ModelOverloaded:
         at_once = live_replicas * MAX_CONCURRENCY
         message = (
             f"Model {self.module_id} is overloaded: {outstanding} calls outstanding, its "

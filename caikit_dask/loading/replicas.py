@@ -19,7 +19,7 @@ from distributed import Client, Future
 from ..connection import DaskConnection
 from ..errors import DaskBackendError, error
 from ..formatting import seconds
-from .backpressure import MAX_CONCURRENCY, Refusals
+from .backpressure import QueueLimit
 from .channel import ActorChannel
 from .placement import release_placements
 from .routing import choose_replica
@@ -73,7 +73,7 @@ class ReplicaSet:
         self._outstanding = 0  # calls on replicas, of all replicas (see ``backpressure``)
         self._waiting = 0  # calls waiting for a live replica
         limit = spec.max_queued_calls
-        self._refusals = None if limit is None else Refusals(spec.module_id, limit)
+        self._queue_limit = None if limit is None else QueueLimit(spec.module_id, limit)
 
     @property
     def client(self) -> Client:
@@ -108,8 +108,8 @@ class ReplicaSet:
         ``tried``) past ``max_queued_calls`` raises ``ModelOverloaded`` at once.
         """
         with self._changed:
-            if self._refusals is not None and not tried:
-                self._admit()
+            if self._queue_limit is not None and not tried:
+                self._queue_limit.admit(self._outstanding + self._waiting, len(self.replicas))
             while True:
                 self.raise_if_closed()
                 replicas = self.replicas
@@ -135,12 +135,6 @@ class ReplicaSet:
                     self._changed.wait(remaining)
                 finally:
                     self._waiting -= 1
-
-    def _admit(self) -> None:
-        """Raise ``ModelOverloaded`` if one more call would queue past the limit (lock held)."""
-        outstanding, live = self._outstanding + self._waiting, len(self.replicas)
-        if outstanding - live * MAX_CONCURRENCY >= self._refusals.limit:
-            raise self._refusals.refuse(outstanding, live)
 
     def done(self, replica: Replica) -> None:
         with self._changed:
