@@ -109,6 +109,7 @@ class ReplicaSet:
         """
         with self._changed:
             if self._queue_limit is not None and not tried:
+                self.raise_if_closed()  # closed, not overloaded
                 self._queue_limit.admit(self._outstanding + self._waiting, len(self.replicas))
             while True:
                 self.raise_if_closed()
