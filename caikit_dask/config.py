@@ -235,6 +235,11 @@ def _count(minimum: int) -> Callable[[str, Any], int]:
     return parse
 
 
+def _limit(path: str, value: Any) -> int | None:
+    """A count of zero or more; None (the default) is no limit."""
+    return None if value is None else _count(0)(path, value)
+
+
 def _duration(path: str, value: Any) -> float | None:
     return parse_duration(path, value, None)
 
@@ -364,6 +369,7 @@ class BackendConfig:
     replicas: int = setting(_count(1), 1, (INITIALIZER,))
     call_timeout: float = setting(_duration, "60s", (INITIALIZER,))
     health_check_period: float = setting(_duration, "2s", (INITIALIZER,))
+    max_queued_calls: int | None = setting(_limit, None, (INITIALIZER,))
     max_payload_size: int | None = setting(parse_size)
 
     TRAINER_KEYS: ClassVar[frozenset[str]]

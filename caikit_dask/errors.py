@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import NoReturn
 
 import alog
+import grpc
 from caikit.core.exceptions import error_handler
+from caikit.runtime.types.caikit_runtime_exception import CaikitRuntimeException
 
 log = alog.use_channel("DASK")
 error = error_handler.get(log)  # error(code, exception) logs and raises (typed NoReturn)
@@ -18,6 +20,21 @@ error = error_handler.get(log)  # error(code, exception) logs and raises (typed 
 
 class DaskBackendError(RuntimeError):
     """A Dask-side failure (scheduler unreachable, worker lost, timeout)."""
+
+
+class ModelOverloaded(DaskBackendError, CaikitRuntimeException):
+    """A call refused at once because the model's queue is full (``max_queued_calls``).
+
+    A ``CaikitRuntimeException`` with gRPC status RESOURCE_EXHAUSTED, so
+    ``caikit.runtime`` answers gRPC RESOURCE_EXHAUSTED and HTTP 429 (caikit's own
+    mapping of that status) instead of an internal error.
+    """
+
+    def __init__(self, message: str):
+        CaikitRuntimeException.__init__(self, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.message,)
 
 
 class DaskConfigError(ValueError):

@@ -38,6 +38,8 @@ BAD_CONFIGS = [
     ({"retries": True}, "expected int"),
     ({"replicas": 0}, "replicas"),
     ({"log_lines": 0}, "log_lines: 0 is less than 1"),
+    ({"max_queued_calls": -1}, "max_queued_calls: -1 is negative"),
+    ({"max_queued_calls": "10"}, "max_queued_calls: expected int"),
     ({"call_timeout": "-5s"}, "call_timeout"),
     ({"module_resources": {"m": {"GPU": "x"}}}, "module_resources.m.GPU"),
     ({"connection": {"security": {"tls_min_version": 1.1}}}, "tls_min_version: 1.1 is not a TLS"),
@@ -62,6 +64,13 @@ def test_trainer_and_initializer_accept_only_their_keys():
         DaskModelTrainer({"replicas": 2}, "t")
     with pytest.raises(DaskConfigError, match="initializers.i.config.retries: unknown key"):
         DaskModelInitializer({"retries": 2}, "i")
+
+
+def test_max_queued_calls_is_unlimited_by_default_and_for_initializers_only():
+    assert BackendConfig.from_mapping({}).max_queued_calls is None
+    assert BackendConfig.from_mapping({"max_queued_calls": 0}).max_queued_calls == 0
+    with pytest.raises(DaskConfigError, match="trainers.t.config.max_queued_calls: unknown key"):
+        DaskModelTrainer({"max_queued_calls": 2}, "t")
 
 
 def test_construction_does_not_connect():

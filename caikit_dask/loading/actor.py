@@ -41,6 +41,8 @@ REPLY_WITHIN = 0.02
 COLLECT_LINGER = 0.002
 # Calls of a batch share a pool thread up to about this much work each.
 SLICE = 0.002
+# Calls one actor runs at once (its thread pool); more wait in the actor.
+MAX_CONCURRENCY = 4
 
 
 def _load_model(source: str | bytes, library: str | None) -> Any:
@@ -81,7 +83,12 @@ class ModelActor:
     in turn. At most ``max_concurrency`` jobs (and at most half the pool) per model.
     """
 
-    def __init__(self, source: str | bytes, library: str | None = None, max_concurrency: int = 4):
+    def __init__(
+        self,
+        source: str | bytes,
+        library: str | None = None,
+        max_concurrency: int = MAX_CONCURRENCY,
+    ):
         self.model = _load_model(source, library)
         self.module_id = self.model.MODULE_ID
         self._executor = shared_pool()

@@ -27,6 +27,7 @@ from distributed import Client
 
 from ..errors import BatchInputError, error
 from ..formatting import seconds
+from .backpressure import queued_capacity
 from .calls import _TRANSPORT_ERRORS, _result, call
 from .replicas import Replica, ReplicaSet
 from .requests import decode_outcome, encode_request
@@ -105,7 +106,7 @@ def _ordered_results(
     window: collections.deque[_InFlight] = collections.deque()
     try:
         for index, item in enumerate(items):
-            limit = max_in_flight or IN_FLIGHT_PER_REPLICA * max(1, len(replica_set.replicas))
+            limit = max_in_flight or _default_window(replica_set)
             while len(window) >= limit:
                 yield _finish(replica_set, method, window.popleft())
                 advance()
@@ -119,6 +120,16 @@ def _ordered_results(
         for pending in window:
             if pending.replica is not None:
                 replica_set.done(pending.replica)
+
+
+def _default_window(replica_set: ReplicaSet) -> int:
+    """Calls in flight by default: plenty to coalesce, never past ``max_queued_calls``."""
+    live = max(1, len(replica_set.replicas))
+    window = IN_FLIGHT_PER_REPLICA * live
+    limit = replica_set.spec.max_queued_calls
+    if limit is not None:  # what the replicas run at once plus what may queue
+        window = min(window, max(1, queued_capacity(live, limit)))
+    return window
 
 
 class _InFlight:

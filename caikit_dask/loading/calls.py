@@ -29,19 +29,28 @@ def call(replica_set: ReplicaSet, method: str, request: bytes) -> Any:
     return decode_outcome(outcome)
 
 
-def with_retry(replica_set: ReplicaSet, method: str, send: Callable[[Replica], Any]) -> Any:
+def with_retry(
+    replica_set: ReplicaSet, method: str, send: Callable[[Replica], Any], hold: bool = False
+) -> Any:
     """``send`` to a replica and wait for its answer, on another replica if that one died.
 
     ``send`` returns something with ``result(timeout)``; so does a stream's opening.
+    With ``hold`` the call stays counted on its replica after the answer (an open
+    stream): it returns ``(answer, replica)`` and the caller ends it with ``done``.
     """
     deadline = time.monotonic() + replica_set.spec.call_timeout
     tried: set[int] = set()
     while True:
         replica = replica_set.acquire(deadline, tried)
+        held = False
         try:
             if replica.actor is None:
                 raise CommClosedError("replica released")
-            return _result(replica_set, replica, send(replica), deadline)
+            answer = _result(replica_set, replica, send(replica), deadline)
+            if hold:
+                held = True
+                return answer, replica
+            return answer
         except TimeoutError:
             raise TimeoutError(
                 f"{replica_set.spec.module_id}.{method} did not return within call_timeout="
@@ -61,7 +70,8 @@ def with_retry(replica_set: ReplicaSet, method: str, send: Callable[[Replica], A
                 )
                 replace(replica_set, replica)
         finally:
-            replica_set.done(replica)
+            if not held:
+                replica_set.done(replica)
 
 
 def _result(replica_set: ReplicaSet, replica: Replica, pending: Any, deadline: float) -> Any:

@@ -91,6 +91,7 @@ def _replica_set(
         call_timeout=settings.call_timeout,
         health_check_period=settings.health_check_period,
         max_payload_size=settings.max_payload_size,
+        max_queued_calls=settings.max_queued_calls,
     )
     return ReplicaSet(connection, spec)
 

@@ -19,6 +19,7 @@ from distributed import Client, Future
 from ..connection import DaskConnection
 from ..errors import DaskBackendError, error
 from ..formatting import seconds
+from .backpressure import QueueLimit
 from .channel import ActorChannel
 from .placement import release_placements
 from .routing import choose_replica
@@ -37,6 +38,7 @@ class ReplicaSpec:
     call_timeout: float
     health_check_period: float
     max_payload_size: int | None
+    max_queued_calls: int | None = None  # None: no limit (see ``backpressure``)
 
 
 class Replica:
@@ -68,6 +70,10 @@ class ReplicaSet:
         self._changed = threading.Condition(threading.Lock())  # not re-entered; faster
         self._closed = threading.Event()
         self._calls = 0
+        self._outstanding = 0  # calls on replicas, of all replicas (see ``backpressure``)
+        self._waiting = 0  # calls waiting for a live replica
+        limit = spec.max_queued_calls
+        self._queue_limit = None if limit is None else QueueLimit(spec.module_id, limit)
 
     @property
     def client(self) -> Client:
@@ -98,9 +104,13 @@ class ReplicaSet:
         """The replica for a call (see ``routing``), counted as busy until ``done``.
 
         ``tried`` holds ``id()`` of replicas this call already failed on. Waits for a
-        replacement while no replica is alive, until ``deadline``.
+        replacement while no replica is alive, until ``deadline``. A new call (no
+        ``tried``) past ``max_queued_calls`` raises ``ModelOverloaded`` at once.
         """
         with self._changed:
+            if self._queue_limit is not None and not tried:
+                self.raise_if_closed()  # closed, not overloaded
+                self._queue_limit.admit(self._outstanding + self._waiting, len(self.replicas))
             while True:
                 self.raise_if_closed()
                 replicas = self.replicas
@@ -109,6 +119,7 @@ class ReplicaSet:
                 if index is not None:
                     replica = replicas[index]
                     replica.outstanding += 1
+                    self._outstanding += 1
                     self._calls += 1
                     replica.last_used = self._calls
                     return replica
@@ -120,11 +131,16 @@ class ReplicaSet:
                         f"{seconds(self.spec.call_timeout)}: its workers died and no replacement "
                         "could be placed yet. Check the cluster's workers and resources."
                     )
-                self._changed.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._changed.wait(remaining)
+                finally:
+                    self._waiting -= 1
 
     def done(self, replica: Replica) -> None:
         with self._changed:
             replica.outstanding -= 1
+            self._outstanding -= 1
 
     # -- membership ----------------------------------------------------------------------
 

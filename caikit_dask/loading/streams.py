@@ -1,7 +1,9 @@
 """Output streams: opened on a replica like a call, then pulled in growing chunks.
 
 The stream stays on the worker; only the opening is retried on another replica
-(a half-read stream cannot be resumed elsewhere).
+(a half-read stream cannot be resumed elsewhere). An open stream counts as an
+outstanding call of its replica until it ends or is closed: its chunks take the
+replica's threads, so routing and ``max_queued_calls`` see it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def stream(replica_set: ReplicaSet, method: str, request: bytes) -> Iterator[Any
         opened_on[:] = [actor]
         return actor.open_stream(request, 1)
 
-    stream_id, items, done = with_retry(replica_set, method, open_stream)
+    (stream_id, items, done), replica = with_retry(replica_set, method, open_stream, hold=True)
     actor = opened_on[0]
     size = _FIRST_CHUNK
     try:
@@ -46,3 +48,4 @@ def stream(replica_set: ReplicaSet, method: str, request: bytes) -> Iterator[Any
                 actor.close_stream(stream_id)
             except Exception as err:  # noqa: BLE001 - the replica may be gone
                 log.debug("Could not close stream %s: %s", stream_id, err)
+        replica_set.done(replica)

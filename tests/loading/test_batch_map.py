@@ -208,3 +208,17 @@ def test_a_replica_killed_mid_map_loses_no_input(process_cluster, tmp_path):
     assert texts(results) == [f"> item {i}" for i in range(6000)]
     assert victim not in {r["worker"] for r in model.replicas if r["alive"]}
     model.close()
+
+
+def test_map_stays_within_max_queued_calls(local_cluster, tmp_path):
+    """The default window never trips the model's own backpressure."""
+    path = str(tmp_path / "echo")
+    EchoWithContext.train(prefix="> ").save(path)
+    connection = {"address": local_cluster.scheduler_address, "timeout": "20s"}
+    config = {"connection": connection, "replicas": 1, "max_queued_calls": 2}
+    model = DaskModelInitializer(config, "batch-limited").init(ModuleConfig.load(path))
+    try:
+        results = model.map((f"item {i}" for i in range(500)), progress=False)
+        assert texts(results) == [f"> item {i}" for i in range(500)]
+    finally:
+        model.close()

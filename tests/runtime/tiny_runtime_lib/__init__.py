@@ -1,25 +1,11 @@
-"""A tiny caikit library served by the runtime tests (one task, one module)."""
+"""A tiny caikit library served by the runtime tests: a Greeter, and a slow one."""
 
-from caikit.core import (
-    DataObjectBase,
-    ModuleBase,
-    ModuleConfig,
-    ModuleSaver,
-    TaskBase,
-    dataobject,
-    module,
-    task,
-)
+from caikit.core import ModuleBase, ModuleConfig, ModuleSaver, TaskBase, module, task
 
-__all__ = ["Greeting", "GreetingTask", "Greeter"]
+from .greeting import Greeting
+from .slow import SlowGreeter, SlowGreetingTask
 
-
-@dataobject(package="tiny_runtime_lib")
-class Greeting(DataObjectBase):
-    """What the Greeter returns."""
-
-    text: str
-    length: int
+__all__ = ["Greeting", "GreetingTask", "Greeter", "SlowGreeter", "SlowGreetingTask"]
 
 
 @task(required_parameters={"name": str}, output_type=Greeting)
