@@ -245,7 +245,7 @@ def test_build_kube_cluster_passes_other_classes_through():
     from distributed import LocalCluster
 
     cluster = kube.build_kube_cluster(
-        LocalCluster, {"n_workers": 1, "processes": False, "dashboard_address": None}
+        LocalCluster, {"n_workers": 1, "processes": False, "dashboard_address": "127.0.0.1:0"}
     )
     try:
         assert isinstance(cluster, LocalCluster)
