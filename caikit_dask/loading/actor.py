@@ -20,10 +20,13 @@ import math
 import os
 import pickle
 import tempfile
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import psutil
 
 from ..local_backend import LocalSharedBackend
 from .outcomes import Outcomes
@@ -39,8 +42,19 @@ COLLECT_LINGER = 0.002
 SLICE = 0.002
 
 
-def _load_model(source: str | bytes, library: str | None) -> Any:
-    """Load from a path the worker sees, or from a zipped model sent by the caller."""
+# Loads on a worker run one at a time, so the RSS growth around a load is its own model's;
+# after MEASURE_WAIT a load starts anyway (a hung load must not hold up the others), and
+# its measurement may include another's.
+_measuring = threading.Lock()
+MEASURE_WAIT = 2.0
+
+
+def _load_model(source: str | bytes, library: str | None) -> tuple[Any, int]:
+    """Load from a path the worker sees, or from a zipped model sent by the caller.
+
+    Returns the model and the bytes its load added to the worker's memory (the
+    module's library is imported first, outside the measurement).
+    """
     if library:
         try:
             importlib.import_module(library)
@@ -51,15 +65,23 @@ def _load_model(source: str | bytes, library: str | None) -> Any:
                 "client.upload_file(path, load=False)."
             ) from err
     backend = LocalSharedBackend()
-    if isinstance(source, (bytes, bytearray)):
-        with tempfile.TemporaryDirectory(prefix="caikit-dask-model-") as tmp:
-            zipfile.ZipFile(io.BytesIO(source)).extractall(tmp)
-            model = backend.load(_model_root(tmp))
-    else:
-        model = backend.load(source)
+    process = psutil.Process()
+    alone = _measuring.acquire(timeout=MEASURE_WAIT)
+    try:
+        before = process.memory_info().rss
+        if isinstance(source, (bytes, bytearray)):
+            with tempfile.TemporaryDirectory(prefix="caikit-dask-model-") as tmp:
+                zipfile.ZipFile(io.BytesIO(source)).extractall(tmp)
+                model = backend.load(_model_root(tmp))
+        else:
+            model = backend.load(source)
+        size = max(0, process.memory_info().rss - before)
+    finally:
+        if alone:
+            _measuring.release()
     if model is None:
         raise ImportError(f"No caikit module registered on this worker can load {source!r}")
-    return model
+    return model, size
 
 
 def _model_root(directory: str) -> str:
@@ -74,7 +96,9 @@ class ModelActor:
     """Owns the model; every proxy call lands in ``run_batch`` or the stream methods."""
 
     def __init__(self, source: str | bytes, library: str | None = None, max_concurrency: int = 4):
-        self.model = _load_model(source, library)
+        # self.size: what the load took of the worker's memory, booked instead of the first
+        # estimate (see loading.memory).
+        self.model, self.size = _load_model(source, library)
         self.module_id = self.model.MODULE_ID
         self._max_concurrency = max_concurrency
         self._typical_call = SLICE  # seconds; a moving average of the model's calls
@@ -195,7 +219,12 @@ class ModelActor:
 
     async def ping(self) -> dict:
         """Health check: cheap, answered on the event loop."""
-        return {"module_id": self.module_id, "calls": self.calls, "pid": os.getpid()}
+        return {
+            "module_id": self.module_id,
+            "calls": self.calls,
+            "pid": os.getpid(),
+            "bytes": self.size,
+        }
 
     def __del__(self) -> None:
         executor = getattr(self, "_executor", None)
