@@ -2,7 +2,9 @@
 
 ``Client.scheduler_info()`` listed only the first five workers unless asked with
 ``n_workers=-1`` (the default changed across distributed versions); reading
-through here asks for all of them, in one place.
+through here asks for all of them, in one place. The answer is taken from the call
+itself, not from the client's cached copy, which the client's own periodic refresh
+overwrites with a worker-less identity (``n_workers=0``) at any moment.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from distributed import Client
 
 def workers(client: Client) -> dict[str, dict[str, Any]]:
     """Every worker the scheduler knows: address -> its info (resources, name, ...)."""
-    return client.scheduler_info(n_workers=-1)["workers"]
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
 
 
 def worker_resources(client: Client) -> dict[str, dict[str, float]]:

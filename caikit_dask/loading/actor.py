@@ -44,16 +44,16 @@ SLICE = 0.002
 
 # Loads on a worker run one at a time, so the RSS growth around a load is its own model's;
 # after MEASURE_WAIT a load starts anyway (a hung load must not hold up the others), and
-# its measurement may include another's.
+# goes unmeasured (0: the size on disk stays its estimate).
 _measuring = threading.Lock()
-MEASURE_WAIT = 2.0
+MEASURE_WAIT = 5.0
 
 
 def _load_model(source: str | bytes, library: str | None) -> tuple[Any, int]:
     """Load from a path the worker sees, or from a zipped model sent by the caller.
 
     Returns the model and the bytes its load added to the worker's memory (the
-    module's library is imported first, outside the measurement).
+    module's library is imported first, outside the measurement; 0: not measured).
     """
     if library:
         try:
@@ -75,7 +75,7 @@ def _load_model(source: str | bytes, library: str | None) -> tuple[Any, int]:
                 model = backend.load(_model_root(tmp))
         else:
             model = backend.load(source)
-        size = max(0, process.memory_info().rss - before)
+        size = max(0, process.memory_info().rss - before) if alone else 0
     finally:
         if alone:
             _measuring.release()
