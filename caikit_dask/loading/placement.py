@@ -95,9 +95,17 @@ def _covers(offered: dict[str, float], wanted: dict[str, float]) -> bool:
     return all(offered.get(name, 0) >= amount for name, amount in wanted.items())
 
 
-def record_loaded(client: Client, worker: str, key: str, measured: int) -> None:
-    """Book what a model's load measured, and remember it for the model's next load."""
-    client.run_on_scheduler(scheduler_side.loaded, worker, key, int(measured))
+def record_loaded(client: Client, sizes: list[tuple[str, str, int]]) -> None:
+    """Book what each load measured (``(worker, key, bytes)``, 0: not measured), and
+    remember it for the model's next load."""
+    entries = [[worker, key, int(size) or None] for worker, key, size in sizes]
+    if entries:
+        client.run_on_scheduler(scheduler_side.loaded, entries)
+
+
+def keep_resident(client: Client, keys: list[str]) -> None:
+    """Exempt these actors from eviction (a published model's)."""
+    client.run_on_scheduler(scheduler_side.keep, keys)
 
 
 def push_last_calls(client: Client, stamps: dict[str, float]) -> None:

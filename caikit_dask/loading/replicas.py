@@ -55,7 +55,7 @@ class Replica:
         self.stamped = 0  # last_used when last reported to the scheduler (see memory)
         self.alive = True
         self.evicted = False
-        self.size = 0  # bytes its load measured on the worker
+        self.size = 0  # bytes its load measured on the worker (0: not measured)
 
     def release(self) -> None:
         """Drop our future: the only one holding the actor (see detach_handle_future)."""
@@ -259,10 +259,11 @@ class ReplicaSet:
             }
             for r in self.replicas
         ]
-        if self.evictions:
-            state, missing = "evicted", self.evictions
-        elif self.unloaded:
-            state, missing = "not loaded (lazy)", self.spec.count - len(resident)
+        missing = self.spec.count - len(resident)
+        if self.evictions and missing > 0:
+            state, missing = "evicted", min(self.evictions, missing)
+        elif self.unloaded and missing > 0:
+            state = "not loaded (lazy)"
         else:
             return resident
         return resident + [

@@ -174,15 +174,28 @@ def touch(stamps: dict[str, float], *, dask_scheduler: Any) -> None:
     _touch(dask_scheduler.task_metadata.get(MEMORY) or {}, stamps)
 
 
-def loaded(worker: str, key: str, measured: int, *, dask_scheduler: Any) -> None:
-    """A model finished loading: book its measured size and remember it for its path."""
+def keep(keys: list[str], *, dask_scheduler: Any) -> None:
+    """Never evict these actors (published: other processes may hold them)."""
+    wanted = set(keys)
+    for bookings in (dask_scheduler.task_metadata.get(MEMORY) or {}).values():
+        for key, booking in bookings.items():
+            if key in wanted:
+                booking["evictable"] = False
+
+
+def loaded(sizes: list[list[Any]], *, dask_scheduler: Any) -> None:
+    """Models finished loading (``[worker, key, measured bytes or None]``): book what each
+    measured, remember it for the model's path, and let them be evicted from now on."""
     metadata = dask_scheduler.task_metadata
-    booking = (metadata.get(MEMORY) or {}).get(worker, {}).get(key)
-    if booking is None:
-        return  # released meanwhile
-    booking["bytes"] = measured
-    booking["loaded"] = True
-    metadata.setdefault(MEASURED, {})[booking["model"]] = measured
+    memory_book = metadata.get(MEMORY) or {}
+    for worker, key, measured in sizes:
+        booking = memory_book.get(worker, {}).get(key)
+        if booking is None:
+            continue  # released meanwhile
+        booking["loaded"] = True
+        if measured:
+            booking["bytes"] = measured
+            metadata.setdefault(MEASURED, {})[booking["model"]] = measured
 
 
 def release(placements: list[list[str]], *, dask_scheduler: Any) -> None:

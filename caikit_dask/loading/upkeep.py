@@ -136,11 +136,10 @@ def _record(replica_set: ReplicaSet, placed: list[Replica]) -> None:
     """Book what each load measured, and hear of the replicas' evictions from now on."""
     client = replica_set.client
     eviction.own(client, replica_set, [r.future.key for r in placed])
-    for replica in placed:
-        try:
-            record_loaded(client, replica.worker, replica.future.key, replica.size)
-        except Exception as err:  # noqa: BLE001 - the first estimate stays booked
-            log.debug("Could not record the size of %s: %s", replica.future.key, err)
+    try:
+        record_loaded(client, [(r.worker, r.future.key, r.size) for r in placed])
+    except Exception as err:  # noqa: BLE001 - the first estimates stay booked
+        log.debug("Could not record the sizes of %s: %s", replica_set.spec.module_id, err)
 
 
 def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, index: int) -> None:
@@ -154,7 +153,7 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
                 client, source, worker, key, spec.resources, spec.call_timeout, spec.library
             )
             replica = Replica(client, future, actor, worker)
-            replica.size = max(_measured(replica, spec.call_timeout), spec.size_on_disk)
+            replica.size = _measured(replica, spec.call_timeout)
             results[index] = replica
             return
         except WorkerLostDuringLoad as err:
