@@ -85,10 +85,18 @@ def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float)
             with client.as_current():
                 return detach_handle_future(future.result(timeout=min(remaining, 0.5)))
         except TimeoutError:
-            if worker not in cluster_state.workers(client):
+            if _left(client, worker):
                 raise WorkerLostDuringLoad(
                     f"Worker {worker} left the cluster while loading the model"
                 ) from None
+
+
+def _left(client: Client, worker: str) -> bool:
+    """Whether ``worker`` definitely left; an unanswered question is no answer."""
+    try:
+        return worker not in cluster_state.workers(client)
+    except OSError:
+        return False
 
 
 def _rebuildable(err: Exception) -> bool:
