@@ -90,6 +90,8 @@ def load_on_demand(replica_set: ReplicaSet) -> None:
             place(replica_set, _book(replica_set, missing).or_raise())
     except BaseException as err:  # noqa: BLE001 - handed to the waiting calls
         failure = err
+    if replica_set.closed:
+        replica_set.close()  # replicas placed while it closed
     replica_set.loaded_on_demand(failure)
 
 
