@@ -4,17 +4,22 @@ called models (``eviction: lru``), which reload on their next call; ``lazy`` loa
 the first call.
 
 Two ``dask worker --memory-limit 800MB`` processes with ``memory_fraction: 0.5`` give
-models 400 MB per worker: three 120 MiB models each (the workers' own memory stays
+models 400 MB per worker: three 100 MiB models each, not four (the workers' own memory stays
 below Dask's pause threshold).
 """
 
+import contextlib
 import itertools
+import json
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import pytest
 from caikit.core.modules import ModuleConfig
-from cluster_support import actor_keys_on_workers, poll, run_in_threads
+from cluster_support import actor_keys_on_workers, poll, run_in_threads, worker_env
 from memory_testlib import MB, save_memory_model
 
 from caikit_dask import DaskModelInitializer
@@ -23,7 +28,7 @@ from caikit_dask.loading.scheduler_side import MEMORY
 
 pytestmark = pytest.mark.slow
 
-MODEL_MB = 120
+MODEL_MB = 100
 _names = itertools.count()
 
 
@@ -84,7 +89,7 @@ def test_models_fill_the_workers_by_memory_then_the_next_fails_fast(cluster, tmp
     assert took < 5, took
     message = str(failure.value)
     assert "memory" in message
-    assert "120.00 MiB" in message  # the model's size
+    assert "100.00 MiB" in message  # the model's size
     for worker in per_worker:
         assert worker in message  # each worker's free model memory
     assert "eviction: lru" in message and "--memory-limit" in message
@@ -97,25 +102,66 @@ def test_models_fill_the_workers_by_memory_then_the_next_fails_fast(cluster, tmp
     poll(lambda: not _booked(cluster.client), 10, what="bookings released")
 
 
-def test_concurrent_loads_never_overbook_a_worker(cluster, tmp_path):
-    """Eight loads at once from two initializers, room for six: six load, two fail."""
+OTHER_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import memory_testlib  # registers the memory module
+    from caikit_dask import DaskBackend
+    backend = DaskBackend({"connection": {"address": sys.argv[1]}, "memory_fraction": 0.5,
+                           "call_timeout": "60s"})
+    backend.start()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    outcomes = []
+    for path in sys.argv[2:]:
+        try:
+            model = backend.load(path)
+            outcomes.append({"worker": model.replicas[0]["worker"]})
+        except Exception as err:
+            outcomes.append({"error": f"{type(err).__name__}: {err}"})
+    print(json.dumps(outcomes), flush=True)
+    sys.stdin.readline()  # held until the test has looked
+    backend.stop()
+    """
+)
+
+
+def test_concurrent_loads_from_two_processes_never_overbook_a_worker(cluster, tmp_path):
+    """Eight loads at once, from two clients here and another process: room for six."""
     paths = _models(tmp_path, 8)
-    initializers = [_initializer(cluster), _initializer(cluster, call_timeout="31s")]
-
-    def load(index):
-        return initializers[index % 2].init(ModuleConfig.load(paths[index]))
-
-    outcomes = run_in_threads(load, 8, join_timeout=120)
-    assert None not in outcomes, "a load hung"
-    loaded = [value for value, _ in outcomes if not isinstance(value, BaseException)]
-    failed = [value for value, _ in outcomes if isinstance(value, BaseException)]
-    assert len(loaded) == 6, failed
-    assert all("memory" in str(err) for err in failed), failed
-    assert max(took for _, took in outcomes) < 60
-    for booked in _booked(cluster.client).values():
-        assert booked <= 400e6
-    for model in loaded:
-        model.close()
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROCESS, cluster.address, *paths[6:]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=worker_env(),
+    )
+    initializers = [
+        _initializer(cluster, connection={"address": cluster.address, "timeout": timeout})
+        for timeout in ("20s", "21s")  # two connections: two clients
+    ]
+    loaded = []
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        outcomes = run_in_threads(
+            lambda i: initializers[i % 2].init(ModuleConfig.load(paths[i])), 6, join_timeout=120
+        )
+        from_other = json.loads(other.stdout.readline())
+        assert None not in outcomes, "a load hung"
+        loaded = [value for value, _ in outcomes if not isinstance(value, BaseException)]
+        failed = [str(value) for value, _ in outcomes if isinstance(value, BaseException)]
+        failed += [outcome["error"] for outcome in from_other if "error" in outcome]
+        assert len(loaded) + sum("worker" in o for o in from_other) == 6, (outcomes, from_other)
+        assert len(failed) == 2 and all("memory" in err for err in failed), failed
+        for booked in _booked(cluster.client).values():
+            assert booked <= 400e6
+    finally:
+        with contextlib.suppress(OSError):
+            other.communicate("done\n", timeout=30)
+        for model in loaded:
+            model.close()
 
 
 def test_lru_evicts_the_least_recently_called_and_reloads_it_on_its_next_call(cluster, tmp_path):
