@@ -240,6 +240,22 @@ def _limit(path: str, value: Any) -> int | None:
     return None if value is None else _count(0)(path, value)
 
 
+def _fraction(path: str, value: Any) -> float:
+    fraction = float(_typed(path, value, (int, float)))
+    if not 0 < fraction <= 1:
+        _fail(path, f"{fraction} is not in (0, 1]", "Use a share such as 0.8.")
+    return fraction
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def parse(path: str, value: Any) -> str:
+        if _typed(path, value, (str,)) not in choices:
+            _fail(path, f"{value!r} is not one of {', '.join(choices)}", f"Use {choices[0]!r}.")
+        return value
+
+    return parse
+
+
 def _duration(path: str, value: Any) -> float | None:
     return parse_duration(path, value, None)
 
@@ -371,6 +387,9 @@ class BackendConfig:
     health_check_period: float = setting(_duration, "2s", (INITIALIZER,))
     max_queued_calls: int | None = setting(_limit, None, (INITIALIZER,))
     max_payload_size: int | None = setting(parse_size)
+    memory_fraction: float = setting(_fraction, 0.8, (INITIALIZER,))
+    eviction: str = setting(_choice("none", "lru"), "none", (INITIALIZER,))
+    lazy: bool = setting(_of_type(bool), False, (INITIALIZER,))
 
     TRAINER_KEYS: ClassVar[frozenset[str]]
     INITIALIZER_KEYS: ClassVar[frozenset[str]]

@@ -127,7 +127,13 @@ class ProcessCluster:
         """More ``dask worker`` arguments (subclasses add e.g. TLS certificates)."""
         return []
 
-    def add_worker(self, name: str, resources: str | None = None, prefix: list[str] | None = None):
+    def add_worker(
+        self,
+        name: str,
+        resources: str | None = None,
+        prefix: list[str] | None = None,
+        memory_limit: str | None = None,
+    ):
         args = [
             sys.executable,
             "-m",
@@ -147,6 +153,8 @@ class ProcessCluster:
         ]
         if resources:
             args += ["--resources", resources]
+        if memory_limit:
+            args += ["--memory-limit", memory_limit]
         self.workers[name] = subprocess.Popen(
             (prefix or []) + args,
             env=worker_env(),

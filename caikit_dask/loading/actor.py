@@ -27,6 +27,8 @@ import time
 import zipfile
 from typing import Any
 
+import psutil
+
 from ..local_backend import LocalSharedBackend
 from .outcomes import Outcomes
 from .requests import decode_request, failed_outcome, run_request
@@ -45,8 +47,19 @@ SLICE = 0.002
 MAX_CONCURRENCY = 4
 
 
-def _load_model(source: str | bytes, library: str | None) -> Any:
-    """Load from a path the worker sees, or from a zipped model sent by the caller."""
+# Loads on a worker run one at a time, so the RSS growth around a load is its own model's;
+# after MEASURE_WAIT a load starts anyway (a hung load must not hold up the others), and
+# goes unmeasured (0: the size on disk stays its estimate).
+_measuring = threading.Lock()
+MEASURE_WAIT = 5.0
+
+
+def _load_model(source: str | bytes, library: str | None) -> tuple[Any, int]:
+    """Load from a path the worker sees, or from a zipped model sent by the caller.
+
+    Returns the model and the bytes its load added to the worker's memory (the
+    module's library is imported first, outside the measurement; 0: not measured).
+    """
     if library:
         try:
             importlib.import_module(library)
@@ -57,15 +70,23 @@ def _load_model(source: str | bytes, library: str | None) -> Any:
                 "client.upload_file(path, load=False)."
             ) from err
     backend = LocalSharedBackend()
-    if isinstance(source, (bytes, bytearray)):
-        with tempfile.TemporaryDirectory(prefix="caikit-dask-model-") as tmp:
-            zipfile.ZipFile(io.BytesIO(source)).extractall(tmp)
-            model = backend.load(_model_root(tmp))
-    else:
-        model = backend.load(source)
+    process = psutil.Process()
+    alone = _measuring.acquire(timeout=MEASURE_WAIT)
+    try:
+        before = process.memory_info().rss
+        if isinstance(source, (bytes, bytearray)):
+            with tempfile.TemporaryDirectory(prefix="caikit-dask-model-") as tmp:
+                zipfile.ZipFile(io.BytesIO(source)).extractall(tmp)
+                model = backend.load(_model_root(tmp))
+        else:
+            model = backend.load(source)
+        size = max(0, process.memory_info().rss - before) if alone else 0
+    finally:
+        if alone:
+            _measuring.release()
     if model is None:
         raise ImportError(f"No caikit module registered on this worker can load {source!r}")
-    return model
+    return model, size
 
 
 def _model_root(directory: str) -> str:
@@ -89,7 +110,9 @@ class ModelActor:
         library: str | None = None,
         max_concurrency: int = MAX_CONCURRENCY,
     ):
-        self.model = _load_model(source, library)
+        # self.size: what the load took of the worker's memory, booked instead of the first
+        # estimate (see loading.memory).
+        self.model, self.size = _load_model(source, library)
         self.module_id = self.model.MODULE_ID
         self._executor = shared_pool()
         self._max_concurrency = per_model_limit(max_concurrency)
@@ -239,7 +262,12 @@ class ModelActor:
 
     async def ping(self) -> dict:
         """Health check: cheap, answered on the event loop."""
-        return {"module_id": self.module_id, "calls": self.calls, "pid": os.getpid()}
+        return {
+            "module_id": self.module_id,
+            "calls": self.calls,
+            "pid": os.getpid(),
+            "bytes": self.size,
+        }
 
 
 def _settle(future: asyncio.Future, result: Any, err: BaseException | None) -> None:

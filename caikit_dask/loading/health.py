@@ -20,6 +20,8 @@ from .. import cluster_state
 from ..connection import DaskConnection
 from ..errors import log
 from . import upkeep
+from .memory import LastCalls
+from .placement import push_last_calls
 from .replicas import Replica, ReplicaSet
 
 _ROUND = 0.2  # seconds between looks at which models are due
@@ -54,7 +56,7 @@ def check(replica_set: ReplicaSet, workers: Any) -> None:
     for replica in list(replica_set.replicas):
         if replica.alive and replica.worker not in workers:
             upkeep.replace(replica_set, replica)
-    if len(replica_set.live()) < replica_set.spec.count:
+    if len(replica_set.live()) < replica_set.wanted():
         upkeep.start_repair(replica_set)
 
 
@@ -89,6 +91,8 @@ class HealthChecker:
                     due.setdefault(replica_set.connection, []).append(replica_set)
             for connection, replica_sets in due.items():
                 workers = _workers_of(connection)
+                if workers is not None:
+                    _push_last_calls(connection)
                 for replica_set in replica_sets:
                     if workers is not None and not replica_set.closed:
                         check(replica_set, workers)
@@ -104,6 +108,17 @@ class HealthChecker:
                 replica_set.close()
             except Exception as err:  # noqa: BLE001 - the cluster may be gone
                 log.debug("Could not release %s at exit: %s", replica_set.spec.module_id, err)
+
+
+def _push_last_calls(connection: DaskConnection) -> None:
+    """Tell the scheduler which models were called since the last round (for eviction)."""
+    stamps = LastCalls.take(connection)
+    client = connection.open_client
+    if stamps and client is not None:
+        try:
+            push_last_calls(client, stamps)
+        except Exception as err:  # noqa: BLE001 - scheduler away: next round
+            log.debug("Could not report last calls: %s", err)
 
 
 def _workers_of(connection: DaskConnection) -> Any:

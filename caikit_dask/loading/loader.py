@@ -19,6 +19,7 @@ from ..local_backend import resolve_model_config
 from ..resources import submit_options
 from . import upkeep
 from .health import HealthChecker
+from .memory import LastCalls, MemoryPolicy, size_on_disk
 from .proxy import DaskModelProxy, proxy_class_for
 from .publishing import published
 from .replicas import ReplicaSet, ReplicaSpec
@@ -45,6 +46,7 @@ def load(
         library=None if is_by_value(module_class) else module_class.__module__,
         count=settings.replicas,
         resources=submit_options(settings.resources).get("resources", {}),
+        lazy_allowed=True,
     )
     upkeep.start(replica_set)
     HealthChecker.watch(replica_set)
@@ -81,6 +83,7 @@ def _replica_set(
     library: str | None,
     count: int,
     resources: dict[str, float],
+    lazy_allowed: bool = False,
 ) -> ReplicaSet:
     spec = ReplicaSpec(
         module_id=module_id,
@@ -92,8 +95,13 @@ def _replica_set(
         health_check_period=settings.health_check_period,
         max_payload_size=settings.max_payload_size,
         max_queued_calls=settings.max_queued_calls,
+        memory=MemoryPolicy.from_settings(settings),
+        size_on_disk=size_on_disk(path),
+        lazy=settings.lazy and lazy_allowed,
     )
-    return ReplicaSet(connection, spec)
+    replica_set = ReplicaSet(connection, spec)
+    LastCalls.track(replica_set)
+    return replica_set
 
 
 def _module_class_for(module_id: str) -> type[ModuleBase]:

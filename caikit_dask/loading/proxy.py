@@ -123,12 +123,17 @@ class DaskModelProxy(ModuleBase):
 
     @property
     def replicas(self) -> list[dict[str, Any]]:
-        """Where the model's actors live (worker, key, outstanding calls)."""
+        """Where the model's actors live (worker, key, outstanding calls, state: resident,
+        evicted or not loaded (lazy), bytes measured)."""
         return self._replicas.describe()
 
     def __repr__(self) -> str:
-        where = ", ".join(r["worker"] for r in self.replicas) or "no live replicas"
-        state = "closed" if self._replicas.closed else f"{len(self.replicas)} replica(s)"
+        replicas = self.replicas
+        resident = [r for r in replicas if r["state"] == "resident"]
+        where = ", ".join(r["worker"] for r in resident) or "no live replicas"
+        state = "closed" if self._replicas.closed else f"{len(resident)} replica(s)"
+        if len(replicas) > len(resident) and not self._replicas.closed:
+            state += f", {len(replicas) - len(resident)} {replicas[-1]['state']}"
         return (
             f"<{type(self).__name__} {self.MODULE_NAME} ({self.MODULE_ID}) {state} on [{where}] "
             f"from {self.model_path}>"
@@ -136,8 +141,9 @@ class DaskModelProxy(ModuleBase):
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td>{html.escape(r['worker'])}</td><td>{html.escape(str(r['key']))}</td>"
-            f"<td>{r['outstanding']}</td><td>{'live' if r['alive'] else 'lost'}</td></tr>"
+            f"<tr><td>{html.escape(str(r['worker'] or '-'))}</td>"
+            f"<td>{html.escape(str(r['key'] or '-'))}</td>"
+            f"<td>{r['outstanding']}</td><td>{_state(r)}</td></tr>"
             for r in self.replicas
         )
         dashboard = self._replicas.client.dashboard_link
@@ -150,6 +156,12 @@ class DaskModelProxy(ModuleBase):
             + "<table><tr><th>worker</th><th>actor</th><th>outstanding</th><th>state</th></tr>"
             f"{rows}</table></div>"
         )
+
+
+def _state(replica: dict[str, Any]) -> str:
+    if replica["state"] != "resident":
+        return replica["state"]
+    return "live" if replica["alive"] else "lost"
 
 
 def _sendable(value: Any) -> Any:

@@ -16,19 +16,26 @@ from caikit.core.exceptions.caikit_core_exception import (
 )
 from distributed import Client
 
+from .placement import keep_resident
 from .replicas import ReplicaSet
 
 PREFIX = "caikit-dask-model-"
 
 
 def publish(replica_set: ReplicaSet, name: str) -> str:
-    """Publish the live actors of ``replica_set`` under ``name`` (replacing any before)."""
+    """Publish the live actors of ``replica_set`` under ``name`` (replacing any before).
+
+    Published actors are never evicted: the dataset keeps them alive for other
+    processes, so evicting them would free no memory.
+    """
     spec = replica_set.spec
+    live = replica_set.live()
+    keep_resident(replica_set.client, [r.future.key for r in live])
     replica_set.client.publish_dataset(
         override=True,
         **{
             PREFIX + name: {
-                "futures": [r.future for r in replica_set.live()],
+                "futures": [r.future for r in live],
                 "model_path": spec.source.path,
                 "module_id": spec.module_id,
                 "library": spec.library,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from distributed import Client, Future
@@ -21,6 +22,7 @@ from ..errors import DaskBackendError, error
 from ..formatting import seconds
 from .backpressure import QueueLimit
 from .channel import ActorChannel
+from .memory import MemoryPolicy
 from .placement import release_placements
 from .routing import choose_replica
 from .source import ModelSource
@@ -39,6 +41,9 @@ class ReplicaSpec:
     health_check_period: float
     max_payload_size: int | None
     max_queued_calls: int | None = None  # None: no limit (see ``backpressure``)
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
+    size_on_disk: int = 0  # the first estimate of the model's memory (see ``memory``)
+    lazy: bool = False  # load on the first call rather than at load()
 
 
 class Replica:
@@ -49,7 +54,10 @@ class Replica:
         self.channel = ActorChannel(client, worker, future.key)
         self.outstanding = 0
         self.last_used = 0
+        self.stamped = 0  # last_used when last reported to the scheduler (see memory)
         self.alive = True
+        self.evicted = False
+        self.size = 0  # bytes its load measured on the worker (0: not measured)
 
     def release(self) -> None:
         """Drop our future: the only one holding the actor (see detach_handle_future)."""
@@ -74,6 +82,13 @@ class ReplicaSet:
         self._waiting = 0  # calls waiting for a live replica
         limit = spec.max_queued_calls
         self._queue_limit = None if limit is None else QueueLimit(spec.module_id, limit)
+        # Loading on demand (lazy, or after an eviction): see ``acquire`` and ``upkeep``.
+        self.unloaded = spec.lazy  # the next call loads the model
+        self.on_demand: Callable[[], None] | None = None  # starts that load
+        self.evictions = 0  # replicas evicted and not yet loaded again
+        self._loading = False
+        self._load_attempts = 0
+        self._load_error: BaseException | None = None
 
     @property
     def client(self) -> Client:
@@ -107,6 +122,7 @@ class ReplicaSet:
         replacement while no replica is alive, until ``deadline``. A new call (no
         ``tried``) past ``max_queued_calls`` raises ``ModelOverloaded`` at once.
         """
+        attempt = None  # the on-demand load this call waits for
         with self._changed:
             if self._queue_limit is not None and not tried:
                 self.raise_if_closed()  # closed, not overloaded
@@ -124,7 +140,15 @@ class ReplicaSet:
                     replica.last_used = self._calls
                     return replica
                 self.connection.raise_if_unreachable()
+                if self.unloaded and self.on_demand is not None:
+                    attempt = self._load_on_demand(attempt)
                 remaining = deadline - time.monotonic()
+                if remaining <= 0 and self.unloaded:
+                    raise TimeoutError(
+                        f"{self.spec.module_id} from {self.spec.source.path} was not loaded "
+                        f"within call_timeout={seconds(self.spec.call_timeout)} (it loads on "
+                        "demand: lazy, or evicted); raise call_timeout for slow loads."
+                    )
                 if remaining <= 0:
                     raise TimeoutError(
                         f"No live replica of {self.spec.module_id} within call_timeout="
@@ -141,6 +165,60 @@ class ReplicaSet:
         with self._changed:
             replica.outstanding -= 1
             self._outstanding -= 1
+            if not replica.evicted or replica.outstanding:
+                return
+        replica.release()  # evicted while this call ran: its last call is done
+
+    # -- loading on demand ---------------------------------------------------------------
+
+    def _load_on_demand(self, attempt: int | None) -> int:
+        """Start the model's load unless one runs; raise the failure of the one awaited.
+
+        Under the lock. Returns the attempt this call waits for.
+        """
+        if self._loading:
+            return self._load_attempts if attempt is None else attempt
+        if attempt is not None and self._load_attempts > attempt and self._load_error:
+            raise self._load_error
+        self._loading = True
+        self.on_demand()
+        return self._load_attempts
+
+    def loaded_on_demand(self, failure: BaseException | None) -> None:
+        """The on-demand load ended: wake the calls waiting for it."""
+        with self._changed:
+            self._loading = False
+            self._load_attempts += 1
+            self._load_error = failure
+            if failure is None:
+                self.unloaded = False
+                self.evictions = 0
+            self._changed.notify_all()
+
+    def evict(self, key: str) -> bool:
+        """The scheduler evicted this actor: out of routing now, released once idle.
+
+        Its booking is already gone. False if the replica is not (or no longer) ours.
+        """
+        with self._changed:
+            replica = next((r for r in self.replicas if r.future.key == key), None)
+            if replica is None or not replica.alive:
+                return False
+            replica.alive = False
+            replica.evicted = True
+            self.replicas = [r for r in self.replicas if r is not replica]
+            self.evictions += 1
+            if not self.replicas:
+                self.unloaded = True
+            self._changed.notify_all()
+            idle = replica.outstanding == 0
+        if idle:
+            replica.release()
+        return True
+
+    def wanted(self) -> int:
+        """Replicas to keep placed: ``count`` less those evicted (they load on demand)."""
+        return 0 if self.unloaded else self.spec.count - self.evictions
 
     # -- membership ----------------------------------------------------------------------
 
@@ -185,12 +263,26 @@ class ReplicaSet:
                 replica.release()
 
     def describe(self) -> list[dict[str, Any]]:
-        return [
+        """Each resident replica; then one entry per replica evicted or not loaded yet."""
+        resident = [
             {
                 "worker": r.worker,
                 "key": r.future.key,
                 "outstanding": r.outstanding,
                 "alive": r.alive,
+                "state": "resident",
+                "bytes": r.size,
             }
             for r in self.replicas
+        ]
+        missing = self.spec.count - len(resident)
+        if self.evictions and missing > 0:
+            state, missing = "evicted", min(self.evictions, missing)
+        elif self.unloaded and missing > 0:
+            state = "not loaded (lazy)"
+        else:
+            return resident
+        return resident + [
+            {"worker": None, "key": None, "outstanding": 0, "alive": False, "state": state}
+            for _ in range(missing)
         ]

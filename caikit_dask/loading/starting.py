@@ -90,7 +90,7 @@ def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float)
             try:
                 wait([future], timeout=min(remaining, 0.5))
             except TimeoutError:
-                if worker not in cluster_state.workers(client):
+                if _left(client, worker):
                     raise WorkerLostDuringLoad(
                         f"Worker {worker} left the cluster while loading the model"
                     ) from None
@@ -99,6 +99,14 @@ def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float)
                 # The handle the worker would send back, built here: no fetch round trip.
                 return detach_handle_future(Actor(ModelActor, worker, future.key))
             return detach_handle_future(future.result(timeout=max(remaining, 1.0)))
+
+
+def _left(client: Client, worker: str) -> bool:
+    """Whether ``worker`` definitely left; an unanswered question is no answer."""
+    try:
+        return worker not in cluster_state.workers(client)
+    except OSError:
+        return False
 
 
 def _rebuildable(err: Exception) -> bool:

@@ -15,7 +15,9 @@ from typing import Any
 from distributed import Future
 
 from ..errors import log
-from .placement import book_workers, release_placements
+from . import eviction
+from .memory import MemoryNeed
+from .placement import Booking, book_workers, record_loaded, release_placements
 from .replicas import Replica, ReplicaSet
 from .starting import WorkerLostDuringLoad, detach_handle_future, start_actor
 
@@ -23,9 +25,15 @@ exiting = threading.Event()  # set at interpreter exit (see health)
 
 
 def start(replica_set: ReplicaSet) -> None:
-    """Place all replicas (in parallel) or fail, releasing whatever was placed."""
+    """Place all replicas (in parallel) or fail, releasing whatever was placed.
+
+    A lazy model is placed on its first call instead; an evicted one on its next.
+    """
     spec = replica_set.spec
-    booked = book_workers(replica_set.client, spec.module_id, spec.count, spec.resources).or_raise()
+    replica_set.on_demand = lambda: _start_load_on_demand(replica_set)
+    if spec.lazy:
+        return
+    booked = _book(replica_set, spec.count).or_raise()
     if len(booked) < spec.count:
         log.warning(
             "<DSK50000010W>",
@@ -40,6 +48,51 @@ def start(replica_set: ReplicaSet) -> None:
     except BaseException:
         replica_set.close()
         raise
+
+
+def _book(
+    replica_set: ReplicaSet, count: int, avoid: Any = (), exclude: Any = (), client: Any = None
+) -> Booking:
+    """Book ``count`` workers with room (resources and memory) for the set's model."""
+    spec = replica_set.spec
+    need = MemoryNeed(spec.memory, spec.source.path, spec.size_on_disk, replica_set.connection)
+    return book_workers(
+        client or replica_set.client,
+        spec.module_id,
+        count,
+        spec.resources,
+        avoid=avoid,
+        exclude=exclude,
+        memory=need,
+    )
+
+
+def _start_load_on_demand(replica_set: ReplicaSet) -> None:
+    threading.Thread(
+        target=load_on_demand, args=(replica_set,), name="caikit-dask-load", daemon=True
+    ).start()
+
+
+def load_on_demand(replica_set: ReplicaSet) -> None:
+    """Load a lazy or evicted model for the calls waiting on it; they get its failure."""
+    spec = replica_set.spec
+    log.info(
+        "<DSK50000021I>",
+        "%s %s from %s on demand",
+        "Reloading" if replica_set.evictions else "Loading",
+        spec.module_id,
+        spec.source.path,
+    )
+    failure = None
+    try:
+        missing = spec.count - len(replica_set.live())
+        if missing > 0:
+            place(replica_set, _book(replica_set, missing).or_raise())
+    except BaseException as err:  # noqa: BLE001 - handed to the waiting calls
+        failure = err
+    if replica_set.closed:
+        replica_set.close()  # replicas placed while it closed
+    replica_set.loaded_on_demand(failure)
 
 
 def adopt(replica_set: ReplicaSet, futures: list[Future]) -> None:
@@ -73,10 +126,22 @@ def place(replica_set: ReplicaSet, booked: list[tuple[str, str]]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    replica_set.add([r for r in results if isinstance(r, Replica)])
+    placed = [r for r in results if isinstance(r, Replica)]
+    replica_set.add(placed)
+    _record(replica_set, placed)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         raise failures[0]
+
+
+def _record(replica_set: ReplicaSet, placed: list[Replica]) -> None:
+    """Book what each load measured, and hear of the replicas' evictions from now on."""
+    client = replica_set.client
+    eviction.own(client, replica_set, [r.future.key for r in placed])
+    try:
+        record_loaded(client, [(r.worker, r.future.key, r.size) for r in placed])
+    except Exception as err:  # noqa: BLE001 - the first estimates stay booked
+        log.debug("Could not record the sizes of %s: %s", replica_set.spec.module_id, err)
 
 
 def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, index: int) -> None:
@@ -89,19 +154,17 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
             future, actor = start_actor(
                 client, source, worker, key, spec.resources, spec.call_timeout, spec.library
             )
-            results[index] = Replica(client, future, actor, worker)
+            replica = Replica(client, future, actor, worker)
+            replica.size = _measured(replica, spec.call_timeout)
+            results[index] = replica
             return
         except WorkerLostDuringLoad as err:
             log.warning("<DSK50000014W>", "%s; loading on another worker", err)
             replica_set.lost_workers.add(worker)
             release_placements(client, [(worker, key)])
             try:
-                [(worker, key)] = book_workers(
-                    client,
-                    spec.module_id,
-                    1,
-                    spec.resources,
-                    exclude=tried | replica_set.lost_workers,
+                [(worker, key)] = _book(
+                    replica_set, 1, exclude=tried | replica_set.lost_workers, client=client
                 ).or_raise()
             except BaseException as no_worker:  # noqa: BLE001 - re-raised by place
                 results[index] = no_worker
@@ -110,6 +173,15 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
             release_placements(client, [(worker, key)])
             results[index] = err
             return
+
+
+def _measured(replica: Replica, timeout: float) -> int:
+    """Bytes the model's load took on its worker, as the actor measured them (0: unknown)."""
+    try:
+        return int(replica.actor.ping().result(timeout=min(5.0, timeout)).get("bytes") or 0)
+    except Exception as err:  # noqa: BLE001 - the size on disk stays the estimate
+        log.debug("Could not measure %s: %s", replica.future.key, err)
+        return 0
 
 
 def replace(replica_set: ReplicaSet, replica: Replica) -> None:
@@ -144,18 +216,17 @@ def repair(replica_set: ReplicaSet) -> None:
     spec = replica_set.spec
     try:
         while not _stopped(replica_set):
-            missing = spec.count - len(replica_set.live())
+            missing = replica_set.wanted() - len(replica_set.live())
             if missing <= 0:
                 return
             client = replica_set.connection.open_client
             try:
-                booked, reason = book_workers(
-                    client,
-                    spec.module_id,
+                booked, reason, _ = _book(
+                    replica_set,
                     missing,
-                    spec.resources,
                     avoid={r.worker for r in replica_set.live()},
                     exclude=set(replica_set.lost_workers),
+                    client=client,
                 )
             except Exception as err:  # noqa: BLE001 - the scheduler went away meanwhile
                 booked, reason = [], err

@@ -143,4 +143,4 @@ def test_the_scheduler_needs_no_caikit_dask():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert result.stdout.decode().strip() == "{'placed': [['w1', 'k1']]}"
+    assert result.stdout.decode().strip() == "{'placed': [['w1', 'k1']], 'evicted': [], 'bytes': 0}"

@@ -1,0 +1,276 @@
+"""Models placed by memory: workers with ``--memory-limit`` hold models whose weights are
+really resident; a model that fits nowhere fails fast, or evicts the least recently
+called models (``eviction: lru``), which reload on their next call; ``lazy`` loads on
+the first call.
+
+Two ``dask worker --memory-limit 800MB`` processes with ``memory_fraction: 0.5`` give
+models 400 MB per worker: three 100 MiB models each, not four (the workers' own memory stays
+below Dask's pause threshold).
+"""
+
+import contextlib
+import itertools
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from caikit.core.modules import ModuleConfig
+from cluster_support import actor_keys_on_workers, poll, run_in_threads, worker_env
+from memory_testlib import MB, save_memory_model
+
+from caikit_dask import DaskModelInitializer
+from caikit_dask.errors import DaskBackendError
+from caikit_dask.loading.scheduler_side import MEMORY
+
+pytestmark = pytest.mark.slow
+
+MODEL_MB = 100
+_names = itertools.count()
+
+
+@pytest.fixture
+def cluster(process_cluster):
+    for name in ("a", "b"):
+        process_cluster.add_worker(name, memory_limit="800MB")
+    return process_cluster
+
+
+def _initializer(cluster, **config):
+    settings = {
+        "connection": {"address": cluster.address},
+        "memory_fraction": 0.5,
+        "call_timeout": "30s",
+        "health_check_period": "0.5s",
+        **config,
+    }
+    return DaskModelInitializer(settings, f"memory-{next(_names)}")
+
+
+def _models(tmp_path, count, megabytes=MODEL_MB, **options):
+    return [
+        save_memory_model(str(tmp_path / f"model-{i}"), megabytes, **options) for i in range(count)
+    ]
+
+
+def _booked(client) -> dict[str, int]:
+    """Bytes of models booked per worker."""
+
+    def read(dask_scheduler):
+        book = dask_scheduler.task_metadata.get(MEMORY) or {}
+        return {w: sum(b["bytes"] for b in models.values()) for w, models in book.items()}
+
+    return client.run_on_scheduler(read)
+
+
+def _resident(proxy) -> bool:
+    return [r["state"] for r in proxy.replicas] == ["resident"]
+
+
+def test_models_fill_the_workers_by_memory_then_the_next_fails_fast(cluster, tmp_path):
+    initializer = _initializer(cluster)
+    paths = _models(tmp_path, 7)
+    models = [initializer.init(ModuleConfig.load(path)) for path in paths[:6]]
+    per_worker = {}
+    for model in models:
+        per_worker.setdefault(model.replicas[0]["worker"], []).append(model)
+    assert sorted(len(m) for m in per_worker.values()) == [3, 3]
+    for worker, booked in _booked(cluster.client).items():
+        assert MODEL_MB * MB * 3 <= booked <= 400e6, (worker, booked)
+    assert all(m.run("hi").score == MODEL_MB * MB for m in models)
+
+    started = time.monotonic()
+    with pytest.raises(DaskBackendError) as failure:
+        initializer.init(ModuleConfig.load(paths[6]))
+    took = time.monotonic() - started
+    assert took < 5, took
+    message = str(failure.value)
+    assert "memory" in message
+    assert "100.00 MiB" in message  # the model's size
+    for worker in per_worker:
+        assert worker in message  # each worker's free model memory
+    assert "eviction: lru" in message and "--memory-limit" in message
+    statuses = cluster.client.run_on_scheduler(
+        lambda dask_scheduler: [w.status.name for w in dask_scheduler.workers.values()]
+    )
+    assert statuses == ["running", "running"]
+    for model in models:
+        model.close()
+    poll(lambda: not _booked(cluster.client), 10, what="bookings released")
+
+
+OTHER_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import memory_testlib  # registers the memory module
+    from caikit_dask import DaskBackend
+    backend = DaskBackend({"connection": {"address": sys.argv[1]}, "memory_fraction": 0.5,
+                           "call_timeout": "60s"})
+    backend.start()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    outcomes = []
+    for path in sys.argv[2:]:
+        try:
+            model = backend.load(path)
+            outcomes.append({"worker": model.replicas[0]["worker"]})
+        except Exception as err:
+            outcomes.append({"error": f"{type(err).__name__}: {err}"})
+    print(json.dumps(outcomes), flush=True)
+    sys.stdin.readline()  # held until the test has looked
+    backend.stop()
+    """
+)
+
+
+def test_concurrent_loads_from_two_processes_never_overbook_a_worker(cluster, tmp_path):
+    """Eight loads at once, from two clients here and another process: room for six."""
+    paths = _models(tmp_path, 8)
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROCESS, cluster.address, *paths[6:]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=worker_env(),
+    )
+    initializers = [
+        _initializer(cluster, connection={"address": cluster.address, "timeout": timeout})
+        for timeout in ("20s", "21s")  # two connections: two clients
+    ]
+    loaded = []
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        outcomes = run_in_threads(
+            lambda i: initializers[i % 2].init(ModuleConfig.load(paths[i])), 6, join_timeout=120
+        )
+        from_other = json.loads(other.stdout.readline())
+        assert None not in outcomes, "a load hung"
+        loaded = [value for value, _ in outcomes if not isinstance(value, BaseException)]
+        failed = [str(value) for value, _ in outcomes if isinstance(value, BaseException)]
+        failed += [outcome["error"] for outcome in from_other if "error" in outcome]
+        assert len(loaded) + sum("worker" in o for o in from_other) == 6, (outcomes, from_other)
+        assert len(failed) == 2 and all("memory" in err for err in failed), failed
+        for booked in _booked(cluster.client).values():
+            assert booked <= 400e6
+    finally:
+        with contextlib.suppress(OSError):
+            other.communicate("done\n", timeout=30)
+        for model in loaded:
+            model.close()
+
+
+def test_lru_evicts_the_least_recently_called_and_reloads_it_on_its_next_call(cluster, tmp_path):
+    initializer = _initializer(cluster, eviction="lru")
+    paths = _models(tmp_path, 8)
+    models = [initializer.init(ModuleConfig.load(path)) for path in paths[:6]]
+    victim = models[0]
+    victim_worker, victim_key = victim.replicas[0]["worker"], victim.replicas[0]["key"]
+    for model in models[1:]:
+        model.run("hi")  # every other model is more recently called
+
+    started = time.monotonic()
+    newcomer = initializer.init(ModuleConfig.load(paths[6]))
+    load_took = time.monotonic() - started
+    assert newcomer.replicas[0]["worker"] == victim_worker
+    assert [r["state"] for r in victim.replicas] == ["evicted"]
+    assert "evicted" in repr(victim)
+    assert all(_resident(m) for m in models[1:])
+    poll(
+        lambda: victim_key not in actor_keys_on_workers(cluster.client),
+        10,
+        what="the evicted actor to leave its worker",
+    )
+
+    started = time.monotonic()
+    assert victim.run("hi").score == MODEL_MB * MB  # the proxy stays valid: it reloads
+    reload_took = time.monotonic() - started
+    assert _resident(victim)
+    assert sum(not _resident(m) for m in [*models[1:], newcomer]) == 1  # it evicted in turn
+    for booked in _booked(cluster.client).values():
+        assert booked <= 400e6
+    print(f"load with eviction {load_took:.2f}s, reload on call {reload_took:.2f}s")
+    for model in [*models, newcomer]:
+        model.close()
+
+
+def test_a_call_in_flight_finishes_before_its_model_is_released(cluster, tmp_path):
+    initializer = _initializer(cluster, eviction="lru")
+    [path] = _models(tmp_path, 1, megabytes=10)
+    model = initializer.init(ModuleConfig.load(path))
+    key = model.replicas[0]["key"]
+    outcome = {}
+
+    def slow_call():
+        outcome["result"] = model.run("sleep:1.5")
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    poll(lambda: model.replicas[0]["outstanding"] == 1, 10, what="the call to start")
+    assert model._replicas.evict(key)  # as the scheduler's eviction notice does
+    assert key in actor_keys_on_workers(cluster.client)  # still answering its call
+    caller.join(30)
+    assert outcome["result"].score == 10 * MB
+    poll(lambda: key not in actor_keys_on_workers(cluster.client), 10, what="release")
+    assert model.run("hi").score == 10 * MB  # and it reloads
+    model.close()
+
+
+def test_a_model_measured_larger_than_on_disk_books_its_measured_size(cluster, tmp_path):
+    """The first estimate is the size on disk; the measurement is remembered per path."""
+    initializer = _initializer(cluster)
+    path = save_memory_model(str(tmp_path / "in-memory"), MODEL_MB, on_disk=False)
+    model = initializer.init(ModuleConfig.load(path))
+    assert model.replicas[0]["bytes"] >= MODEL_MB * MB
+    assert sum(_booked(cluster.client).values()) >= MODEL_MB * MB
+    measured = cluster.client.run_on_scheduler(
+        lambda dask_scheduler: dask_scheduler.task_metadata["caikit-dask-measured"][path]
+    )
+    assert measured >= MODEL_MB * MB
+    model.close()
+
+
+def test_lazy_loads_on_the_first_call_and_fails_it_with_the_loads_reason(cluster, tmp_path):
+    initializer = _initializer(cluster, lazy=True)
+    [path] = _models(tmp_path, 1, megabytes=10)
+    broken = save_memory_model(str(tmp_path / "broken"), 1, fail_with="weights are corrupt")
+    started = time.monotonic()
+    model = initializer.init(ModuleConfig.load(path))
+    failing = initializer.init(ModuleConfig.load(broken))
+    assert time.monotonic() - started < 1
+    assert [r["state"] for r in model.replicas] == ["not loaded (lazy)"]
+    assert not actor_keys_on_workers(cluster.client)
+
+    assert model.run("hi").score == 10 * MB
+    assert _resident(model)
+    with pytest.raises(ValueError, match="weights are corrupt"):
+        failing.run("hi")
+    with pytest.raises(ValueError, match="weights are corrupt"):
+        failing.run("hi")  # the next call tries again
+    with pytest.raises(FileNotFoundError):
+        initializer.init(ModuleConfig.load(str(tmp_path / "missing")))
+    model.close()
+    failing.close()
+
+
+def test_killing_a_worker_that_holds_evictable_models(cluster, tmp_path):
+    cluster.add_worker("c", memory_limit="800MB")
+    initializer = _initializer(cluster, eviction="lru")
+    paths = _models(tmp_path, 9)
+    models = [initializer.init(ModuleConfig.load(path)) for path in paths]
+    victim = models[0].replicas[0]["worker"]
+    cluster.kill_worker(cluster.worker_name_at(victim))
+    started = time.monotonic()
+    for _ in range(2):
+        for model in models:
+            assert model.run("hi").score == MODEL_MB * MB
+    print(f"all 9 answered twice after the kill in {time.monotonic() - started:.1f}s")
+    for booked in _booked(cluster.client).values():
+        assert booked <= 400e6
+    assert victim not in _booked(cluster.client)
+    for model in models:
+        model.close()
