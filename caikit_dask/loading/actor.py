@@ -132,12 +132,16 @@ class ModelActor:
         self.calls += 1
         call = StoppableCall(call_id, request, asyncio.get_running_loop())
         item = (_WORK, functools.partial(call.run, self.model))
-        self._stoppable[call_id] = (call, item)
-        if call_id in self._stopped_early:  # the cancel overtook the call
+        with self._jobs_lock:  # as ``cancel``: it finds the call, or the call finds its id
+            self._stoppable[call_id] = (call, item)
+            overtaken = call_id in self._stopped_early
+            if overtaken:
+                del self._stopped_early[call_id]
+            else:
+                self._queue.append(item)
+        if overtaken:  # the cancel arrived before the call
             call.stop(dequeued=True)
         else:
-            with self._jobs_lock:
-                self._queue.append(item)
             self._add_jobs(1)
         try:
             return await call.outcome
@@ -148,16 +152,17 @@ class ModelActor:
     def cancel(self, call_id: str) -> bool:
         """Stop the call ``call_id``: a queued one is dropped, a running one interrupted.
 
-        Thread-safe (a plain method: Dask runs it in the actor's thread). An id not seen yet
-        is remembered for a while, in case its call is still on the way here.
+        A plain method, so callable from any thread (Dask runs it in the actor's thread;
+        ``cancel_on_worker`` on the event loop). An id not seen yet is remembered for a
+        while, in case its call is still on the way here.
         """
-        call, item = self._stoppable.get(call_id, (None, None))
-        if call is None:
-            self._stopped_early[call_id] = None
-            while len(self._stopped_early) > _STOPPED_EARLY_KEPT:
-                self._stopped_early.popitem(last=False)
-            return False
         with self._jobs_lock:
+            call, item = self._stoppable.get(call_id, (None, None))
+            if call is None:
+                self._stopped_early[call_id] = None
+                while len(self._stopped_early) > _STOPPED_EARLY_KEPT:
+                    self._stopped_early.popitem(last=False)
+                return False
             try:
                 self._queue.remove(item)
                 dequeued = True

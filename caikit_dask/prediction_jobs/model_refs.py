@@ -10,6 +10,7 @@ calls carry the job's task key so a cancel stops them on the actor.
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib
 import threading
 from typing import Any
@@ -81,7 +82,9 @@ class PublishedModelRef:
     def open(self, payload: Any) -> Any:
         from ..backend import DaskBackend
 
-        importlib.import_module(self.library)  # registers the module class the proxy wraps
+        # Registers the module class the proxy wraps; if it fails, attach names the class.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(self.library)
         self._backend = DaskBackend({"call_timeout": ACTOR_CALL_TIMEOUT})
         return self._backend.attach(self.name)
 

@@ -87,3 +87,13 @@ def test_a_canceled_queued_call_never_starts(predictor, slow_proxy, observer, tm
     assert all(Path(f"{path}.ended").exists() for path in busy)
     assert slow_proxy.run("after").text == "after"
     assert not queued.exists() and not Path(f"{queued}.ended").exists()
+
+
+def test_a_cancel_that_overtakes_its_call_stops_it(slow_proxy, observer, tmp_path):
+    # The cancel can reach the actor before the call does (the job's task is stopped first).
+    assert not any(observer.run(cancel_model_calls, "overtaken").values())
+    progress = tmp_path / "progress"
+    with pytest.raises(PredictionCanceled, match="overtaken"):
+        call_stoppable(slow_proxy, "overtaken", "run", ("x",), {"progress": str(progress)})
+    assert not progress.exists()
+    assert slow_proxy.run("after").text == "after"
