@@ -50,6 +50,10 @@ class TrainingCanceled(RuntimeError):
     """Raised by the task of a training that was canceled while it ran."""
 
 
+class PredictionCanceled(RuntimeError):
+    """Raised by a prediction job (and its call on a model's actor) that was canceled."""
+
+
 class TrainingResultLost(RuntimeError):
     """Raised instead of training again when Dask recomputes a finished training.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import importlib
 import io
 import itertools
@@ -32,10 +33,12 @@ import psutil
 from ..local_backend import LocalSharedBackend
 from .outcomes import Outcomes
 from .requests import decode_request, failed_outcome, run_request
+from .stoppable import StoppableCall
 from .worker_pool import per_model_limit, shared_pool
 
 _END = object()
 _WORK = object()  # the ticket of a queued piece of stream work (a callable)
+_STOPPED_EARLY_KEPT = 256  # ids of cancels that arrived before their call
 
 # A batch replies after its first call finishes (or after REPLY_WITHIN, so slow calls do
 # not hold the caller's message slots), plus up to COLLECT_LINGER for the others.
@@ -124,6 +127,8 @@ class ModelActor:
         self._stream_ids = itertools.count()
         self._outcomes: Outcomes | None = None
         self._tickets = itertools.count()
+        self._stoppable: dict[str, tuple[StoppableCall, tuple]] = {}
+        self._stopped_early: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.calls = 0
 
     async def run_batch(self, requests: tuple[bytes, ...]) -> bytes:
@@ -148,6 +153,53 @@ class ModelActor:
         if running < self._max_concurrency and len(self._queue) > running:
             asyncio.get_running_loop().call_later(SLICE, self._add_jobs, self._max_concurrency)
         return pickle.dumps((tickets, await self._ready(tickets, REPLY_WITHIN)), protocol=5)
+
+    async def run_stoppable(self, call_id: str, request: bytes) -> bytes:
+        """One call that ``cancel(call_id)`` can stop (see ``stoppable``): its pickled outcome.
+
+        Queued with the model's other calls; ``run_batch`` stays free of the bookkeeping.
+        """
+        self.calls += 1
+        call = StoppableCall(call_id, request, asyncio.get_running_loop())
+        item = (_WORK, functools.partial(call.run, self.model))
+        with self._jobs_lock:  # as ``cancel``: it finds the call, or the call finds its id
+            self._stoppable[call_id] = (call, item)
+            overtaken = call_id in self._stopped_early
+            if overtaken:
+                del self._stopped_early[call_id]
+            else:
+                self._queue.append(item)
+        if overtaken:  # the cancel arrived before the call
+            call.stop(dequeued=True)
+        else:
+            self._add_jobs(1)
+        try:
+            return await call.outcome
+        finally:
+            if self._stoppable.get(call_id, (None,))[0] is call:
+                del self._stoppable[call_id]
+
+    def cancel(self, call_id: str) -> bool:
+        """Stop the call ``call_id``: a queued one is dropped, a running one interrupted.
+
+        A plain method, so callable from any thread (Dask runs it in the actor's thread;
+        ``cancel_on_worker`` on the event loop). An id not seen yet is remembered for a
+        while, in case its call is still on the way here.
+        """
+        with self._jobs_lock:
+            call, item = self._stoppable.get(call_id, (None, None))
+            if call is None:
+                self._stopped_early[call_id] = None
+                while len(self._stopped_early) > _STOPPED_EARLY_KEPT:
+                    self._stopped_early.popitem(last=False)
+                return False
+            try:
+                self._queue.remove(item)
+                dequeued = True
+            except ValueError:  # taken by a pool job already
+                dequeued = False
+        call.stop(dequeued)
+        return True
 
     def _add_jobs(self, wanted: int) -> int:
         """Up to ``wanted`` more jobs while calls wait, within the limit; the jobs now running."""

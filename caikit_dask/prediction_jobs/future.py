@@ -24,9 +24,9 @@ from caikit.core.model_management.job_predictor_base import (
 )
 from distributed import Client, Future
 
-from ..errors import DaskBackendError
+from ..errors import DaskBackendError, PredictionCanceled
 from . import scheduler_state
-from .worker_side import PredictionCanceled, cancel_on_worker
+from .worker_side import cancel_on_worker
 
 log = alog.use_channel("DASK-JOBS")
 
@@ -110,13 +110,13 @@ class DaskJobPredictorFuture(JobPredictorFutureBase):
         return self._done.wait(timeout)
 
     def cancel(self) -> None:
-        """Stop the job for real: destroy its thread on the worker and release its task."""
+        """Stop the job for real: its thread, its call on a model's actor, and its task."""
         if self.get_info().status.is_terminal:
             log.debug("Prediction %s already ended; nothing to cancel", self.id)
             return
         scheduler_state.mark_canceled(self.client, self.id)
         try:
-            self.client.run(cancel_on_worker, self.id)
+            self.client.run(cancel_on_worker, self.id, self.task_key)
         except Exception as err:  # noqa: BLE001 - the task is cancelled below anyway
             log.warning("<DSK70000010W>", "Could not reach workers to stop %s: %s", self.id, err)
         self.future.cancel(force=True)

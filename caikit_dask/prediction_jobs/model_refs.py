@@ -3,12 +3,14 @@
 A model loaded locally (a plain caikit module) has no path caikit remembers, so
 it is shipped by value: its ``as_bytes()`` archive (cloudpickle for a module
 without ``save``), scattered once and loaded at most once per worker. A DASK-loaded
-proxy is reached through its published actors (``DaskBackend.attach``).
+proxy is reached through its published actors (``DaskBackend.attach``), and its
+calls carry the job's task key so a cancel stops them on the actor.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib
 import threading
 from typing import Any
@@ -51,6 +53,9 @@ class LocalModelRef:
                 _loaded.popitem(last=False)
         return model
 
+    def call(self, model: Any, call_id: str, method: str, args: tuple, kwargs: dict) -> Any:
+        return getattr(model, method)(*args, **kwargs)
+
     def close(self, model: Any) -> None:
         """The model stays cached for the next job on this worker."""
 
@@ -61,8 +66,8 @@ class LocalModelRef:
 class PublishedModelRef:
     """A DASK-loaded model: its actors, published under ``name`` by the submitter."""
 
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, library: str):
+        self.name, self.library = name, library
         self._backend: Any = None
 
     def prepare(self) -> None:
@@ -77,8 +82,19 @@ class PublishedModelRef:
     def open(self, payload: Any) -> Any:
         from ..backend import DaskBackend
 
+        # Registers the module class the proxy wraps; if it fails, attach names the class.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(self.library)
         self._backend = DaskBackend({"call_timeout": ACTOR_CALL_TIMEOUT})
         return self._backend.attach(self.name)
+
+    def call(self, model: Any, call_id: str, method: str, args: tuple, kwargs: dict) -> Any:
+        """A unary call carries ``call_id``, so cancelling the job stops it on the actor."""
+        if method not in model.unary_methods:
+            return getattr(model, method)(*args, **kwargs)
+        from ..loading.stoppable_calls import call_stoppable
+
+        return call_stoppable(model, call_id, method, args, kwargs)
 
     def close(self, model: Any) -> None:
         model.close()  # an attached proxy only drops its own handles

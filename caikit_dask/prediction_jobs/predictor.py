@@ -211,7 +211,7 @@ class DaskJobPredictor(JobPredictorBase):
     def _model_ref(self, client: Client, model: ModuleBase) -> tuple[Any, Any]:
         if is_dask_proxy(model):
             name = model.published_as or model.publish(f"caikit-dask-job-model-{uuid.uuid4()}")
-            return PublishedModelRef(name), None
+            return PublishedModelRef(name, model.module_class.__module__), None
         with self._lock:
             cached = self._archives.get(model)
         if cached is None:

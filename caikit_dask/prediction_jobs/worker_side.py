@@ -4,6 +4,8 @@ The call runs in caikit's DestroyableThread: ``cancel_on_worker`` destroys it
 (an exception raised in the thread stops Python work at once) and releases the
 task at the same moment, so the worker's slot is free even when the thread is
 blocked in native code (e.g. waiting on a model actor) and only ends later.
+A DASK-loaded model's call carries the task's key to its actor, and
+``cancel_on_worker`` stops it there too (see ``loading.stoppable``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ from caikit.core.toolkit.concurrency.destroyable_thread import DestroyableThread
 from distributed import get_worker
 from distributed.utils import sync
 
+from ..errors import PredictionCanceled
+from ..loading.actor import ModelActor
 from .scheduler_state import METADATA_KEY
-
-
-class PredictionCanceled(RuntimeError):
-    """Raised by the task of a prediction job that was canceled."""
 
 
 class _RunningJob:
@@ -55,6 +55,7 @@ def run_prediction(
 ) -> Any:
     """Run ``model.<method>(*args, **kwargs)`` for the job; stoppable by ``cancel_on_worker``."""
     worker = get_worker()
+    call_id = str(worker.get_current_task())  # unique to this run, even if the id is reused
     job = _RunningJob()
     with _running_lock:
         _running[job_id] = job
@@ -69,7 +70,7 @@ def run_prediction(
             try:
                 model = model_ref.open(payload)
                 try:
-                    return getattr(model, method)(*args, **kwargs)
+                    return model_ref.call(model, call_id, method, args, kwargs)
                 finally:
                     model_ref.close(model)
             finally:
@@ -96,14 +97,29 @@ def run_prediction(
                 del _running[job_id]
 
 
-def cancel_on_worker(job_id: str) -> bool:
-    """Stop the job if it runs here (called on every worker by ``Client.run``)."""
+def cancel_on_worker(job_id: str, task_key: str | None = None, dask_worker: Any = None) -> bool:
+    """Stop the job's thread and its model call if here (on every worker by ``Client.run``).
+
+    A DASK-loaded model's call carries the key of the job's task (``task_key``);
+    ``Client.run`` passes ``dask_worker``.
+    """
     with _running_lock:
         job = _running.get(job_id)
-    if job is None:
+    if job is not None:
+        job.cancel()
+    stopped = task_key is not None and cancel_model_calls(task_key, dask_worker)
+    return job is not None or stopped
+
+
+def cancel_model_calls(call_id: str, dask_worker: Any = None) -> bool:
+    """Stop the call in this worker's model actors (the job's task may run elsewhere)."""
+    if dask_worker is None:
         return False
-    job.cancel()
-    return True
+    stopped = False
+    for actor in list(dask_worker.state.actors.values()):
+        if isinstance(actor, ModelActor):
+            stopped = actor.cancel(call_id) or stopped
+    return stopped
 
 
 def is_running_on_worker(job_id: str) -> bool:

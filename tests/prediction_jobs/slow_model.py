@@ -1,8 +1,9 @@
 """A module whose prediction takes as long as asked (in short slices, so it can be
-destroyed midway) or fails with its own exception type. Sent to the test cluster's
-workers with ``Client.upload_file``."""
+destroyed midway, optionally recording its progress to a file) or fails with its
+own exception type. Sent to the test cluster's workers with ``Client.upload_file``."""
 
 import time
+from pathlib import Path
 
 from caikit.core import ModuleBase, module
 from caikit.core.modules import ModuleLoader, ModuleSaver
@@ -31,10 +32,22 @@ class SlowModel(ModuleBase):
         return cls(prefix=ModuleLoader(model_path).config.prefix or "")
 
     @EchoTask.taskmethod()
-    def run(self, text: str, seconds: float = 0.0, fail: str = "") -> EchoResult:
+    def run(
+        self, text: str, seconds: float = 0.0, fail: str = "", progress: str = ""
+    ) -> EchoResult:
+        """``progress``: a file that holds the slices done so far, and ``<progress>.ended``
+        written when the loop is left (also when it is interrupted)."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            time.sleep(0.01)
+        steps = 0
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+                steps += 1
+                if progress:
+                    Path(progress).write_text(str(steps))
+        finally:
+            if progress:
+                Path(progress + ".ended").write_text(str(steps))
         if fail:
             raise SlowModelError(fail)
         return EchoResult(text=self.prefix + text)

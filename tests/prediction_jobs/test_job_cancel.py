@@ -6,7 +6,6 @@ from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
 from cluster_support import poll
 from slow_model import SlowModel
 
-from caikit_dask import DaskBackend
 from caikit_dask.prediction_jobs.scheduler_state import METADATA_KEY
 from caikit_dask.prediction_jobs.worker_side import is_running_on_worker
 
@@ -46,23 +45,6 @@ def test_a_job_canceled_before_it_starts_never_runs(make_predictor, observer):
     for future in busy:
         assert future.wait(10)
     assert observer.get_metadata([METADATA_KEY, waiting.id, "start_time"]) is None
-
-
-def test_cancel_of_a_job_on_actors_releases_it_at_once(connection, predictor, tmp_path):
-    SlowModel().save(str(tmp_path / "slow"))
-    backend = DaskBackend({"connection": connection})
-    proxy = backend.load(str(tmp_path / "slow"))
-    try:
-        # The actor itself finishes the abandoned call (its threads cannot be stopped), so keep
-        # it short enough not to occupy the shared cluster for long.
-        future = predictor.predict(proxy, "run", "x", seconds=20)
-        poll(lambda: future.get_info().status is JobStatus.RUNNING, 30, what="the job to run")
-        future.cancel()
-        assert future.wait(10)  # its Dask task is released, not left waiting on the actor
-        assert future.get_info().status is JobStatus.CANCELED
-    finally:
-        proxy.close()
-        backend.stop()
 
 
 def test_cancel_of_a_finished_job_changes_nothing(predictor):
