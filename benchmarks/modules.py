@@ -10,6 +10,7 @@ workers import this module by name, so the repo root must be on their path.
 # caikit parses signatures from raw annotations (see caikit_dask/example).
 # ruff: noqa: UP006, UP007, UP035, UP045
 
+import os
 import time
 from typing import Union
 
@@ -20,6 +21,7 @@ from caikit.core.modules import ModuleConfig, ModuleLoader, ModuleSaver
 PACKAGE = "caikit_dask.benchmarks"
 ECHO_MODULE_ID = "5b0c3c52-0e4f-4f0e-9d8a-00000bec0001"
 SPIN_MODULE_ID = "5b0c3c52-0e4f-4f0e-9d8a-00000bec0002"
+MEMORY_MODULE_ID = "5b0c3c52-0e4f-4f0e-9d8a-00000bec0003"
 
 
 @dataobject(package=PACKAGE)
@@ -103,3 +105,35 @@ class BenchSpin(ModuleBase):
     @BenchTask.taskmethod()
     def run(self, text: str) -> BenchResult:
         return BenchResult(text=text, value=spin(self.rounds))
+
+
+@module(id=MEMORY_MODULE_ID, name="caikit-dask bench memory", version="0.1.0", task=BenchTask)
+class BenchMemory(ModuleBase):
+    """Holds ``megabytes`` of weights, read from a file at load: its size on disk is its
+    size in memory, and every page is resident (``b"\\x01"``, not zeros)."""
+
+    WEIGHTS = "weights.bin"
+
+    def __init__(self, weights: bytes = b""):
+        super().__init__()
+        self.weights = weights
+
+    @classmethod
+    def train(cls, megabytes: float = 1.0) -> "BenchMemory":
+        return cls(b"\x01" * int(megabytes * 2**20))
+
+    def save(self, model_path: str, **kwargs) -> None:
+        with ModuleSaver(self, model_path=model_path) as saver:
+            saver.update_config({"weights": self.WEIGHTS})
+        with open(os.path.join(model_path, self.WEIGHTS), "wb") as weights:
+            weights.write(self.weights)
+
+    @classmethod
+    def load(cls, model_path: Union[str, ModuleConfig], **kwargs) -> "BenchMemory":
+        path = ModuleLoader(model_path).model_path
+        with open(os.path.join(path, cls.WEIGHTS), "rb") as weights:
+            return cls(weights.read())
+
+    @BenchTask.taskmethod()
+    def run(self, text: str) -> BenchResult:
+        return BenchResult(text=text, value=len(self.weights))

@@ -27,9 +27,17 @@ class Plan:
     ray: bool
     batch_inputs: int = 100_000
     batch_repeats: int = 2
+    pressure_memory_limit: str = "800MB"
+    pressure_fraction: float = 0.25
+    pressure_model_mb: float = 40
+    pressure_threads: int = 4
 
 
 FULL = Plan("full", 20, 100, 2.0, 3, 16, 1.5, 6, 8, 20, 0.1, 26_000_000, 1000, 1000, 2.0, True)
-SMOKE = Plan(
-    "smoke", 3, 30, 0.3, 1, 16, 0.5, 1, 8, 3, 0.05, 1_000_000, 20, 20, 0.3, False, 2_000, 1
+SMOKE = dataclasses.replace(
+    Plan("smoke", 3, 30, 0.3, 1, 16, 0.5, 1, 8, 3, 0.05, 1_000_000, 20, 20, 0.3, False, 2_000, 1),
+    pressure_memory_limit="600MB",
+    pressure_fraction=0.05,
+    pressure_model_mb=8,
+    pressure_threads=2,
 )

@@ -41,6 +41,7 @@ def render(results: dict) -> str:
         _many_trainings,
         _batch,
         _many_models,
+        _memory_pressure,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -363,6 +364,50 @@ def _many_models(results: dict) -> list[str]:
         rows,
     )
     lines.append(f"models that answered: {many['answered']} of {n}")
+    return lines
+
+
+def _memory_pressure(results: dict) -> list[str]:
+    pressure = results.get("memory_pressure")
+    if not pressure or "models" not in pressure:
+        return []
+    one_rate, one_p50 = pressure["one_model_calls_per_s"], pressure["one_model_call_p50_ms"]
+    rows = [
+        ["calls/s, one resident model", number(one_rate), "1.00x"],
+        [
+            f"calls/s, skewed ({pressure['hot_models']} models take 80% of calls)",
+            number(pressure["skewed_calls_per_s"]),
+            ratio(pressure["skewed_calls_per_s"], one_rate),
+        ],
+        [
+            "calls/s, uniform over all models",
+            number(pressure["uniform_calls_per_s"]),
+            ratio(pressure["uniform_calls_per_s"], one_rate),
+        ],
+        ["call p50 ms, one resident model", number(one_p50, ".2f"), "1.00x"],
+        [
+            f"call p50 ms, evicted model (reloads; n={pressure['reloads']})",
+            number(pressure["reload_p50_ms"], ".1f"),
+            ratio(pressure["reload_p50_ms"], one_p50),
+        ],
+        [
+            "call p99 ms, evicted model (reloads)",
+            number(pressure["reload_p99_ms"], ".1f"),
+            ratio(pressure["reload_p99_ms"], one_p50),
+        ],
+    ]
+    lines = table(
+        f"9. memory pressure ({pressure['models']} models of {pressure['model_mb']:g} MiB, "
+        f"{pressure['pressure']:.1f}x the model memory of 2 workers x "
+        f"{pressure['memory_limit']} x {pressure['memory_fraction']:g}; eviction: lru; "
+        f"{pressure['caller_threads']} threads)",
+        ["figure", "value", "vs one model"],
+        rows,
+    )
+    lines.append(
+        f"resident at the end: {pressure['resident_models']} models; "
+        f"failed calls: {pressure['failed_calls']}"
+    )
     return lines
 
 

@@ -26,6 +26,7 @@ from .measure_batch import BatchBenchmark
 from .measure_calls import CallBenchmarks
 from .measure_many_models import ManyModelsBenchmark
 from .measure_memory import MemoryBenchmark
+from .measure_memory_pressure import MemoryPressureBenchmark
 from .measure_scale import ScaleBenchmark
 from .measure_scaling import ScalingBenchmark
 from .measure_training import TrainingBenchmark
@@ -45,6 +46,7 @@ BENCHMARKS: tuple[type[Benchmark], ...] = (
     ScaleBenchmark,
     BatchBenchmark,
     ManyModelsBenchmark,
+    MemoryPressureBenchmark,
 )
 
 

@@ -28,6 +28,8 @@ MAP_RATE = ("batch", "variants", "proxy_map", "calls_per_s")
 RUN_LOOP_RATE = ("batch", "variants", "proxy_run_threads", "calls_per_s")
 MANY_LOAD = ("many_models", "load_all_s")
 MANY_THREADS = ("many_models", "max_threads_many")
+PRESSURE_FAILED = ("memory_pressure", "failed_calls")
+PRESSURE_RATIO = ("memory_pressure", "pressure")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +120,12 @@ TARGETS = (
         (MANY_THREADS,),
         lambda threads: threads < 100,
         lambda threads: f"{threads:.0f} threads",
+    ),
+    Target(
+        "memory pressure: every call answered (3x model memory, lru)",
+        (PRESSURE_FAILED, PRESSURE_RATIO),
+        lambda failed, pressure: failed == 0 and pressure >= 3,
+        lambda failed, pressure: f"{failed:.0f} failed calls at {pressure:.1f}x",
     ),
 )
 

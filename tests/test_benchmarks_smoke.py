@@ -27,6 +27,7 @@ SECTIONS = (
     "scale",
     "batch",
     "many_models",
+    "memory_pressure",
 )
 TABLE_TITLES = (
     "== 1. sequential latency",
@@ -37,6 +38,7 @@ TABLE_TITLES = (
     "== 6. many trainings",
     "== 7. batch scoring",
     "== 8. many models",
+    "== 9. memory pressure",
     "== targets ==",
 )
 
@@ -76,7 +78,11 @@ def test_benchmarks_smoke_run(tmp_path):
     many = results["many_models"]
     assert many["answered"] == many["models"] == 20
     assert many["round_robin_calls_per_s"] > 0 and many["max_threads_many"] < 100
-    assert len(results["targets"]) == 12
+    pressure = results["memory_pressure"]
+    assert pressure["pressure"] >= 3 and pressure["failed_calls"] == 0
+    assert pressure["skewed_calls_per_s"] > 0 and pressure["uniform_calls_per_s"] > 0
+    assert pressure["reload_p99_ms"] >= pressure["reload_p50_ms"] > 0
+    assert len(results["targets"]) == 13
     assert "skipped" in results["ray"]
 
 
@@ -141,4 +147,4 @@ def test_report_names_a_failed_section_and_renders_only_what_ran():
     assert "== scaling == FAILED: RuntimeError: no workers" in text
     assert "Ray baseline skipped: not run (--no-ray)" in text
     assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
-    assert text.count(" n/a ") == 12
+    assert text.count(" n/a ") == 13
