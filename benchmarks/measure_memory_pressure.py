@@ -109,7 +109,7 @@ class MemoryPressureBenchmark(Benchmark):
                 name: threaded_rate(_calling(pick, failures), threads, duration)
                 for name, pick in (("skewed", skewed), ("uniform", uniform))
             }
-            resident = sum(len(b) for b in _bookings(client).values())
+            bookings = _bookings(client)
         finally:
             for proxy in proxies:
                 proxy.close()
@@ -120,7 +120,12 @@ class MemoryPressureBenchmark(Benchmark):
             "memory_fraction": plan.pressure_fraction,
             "pressure": len(proxies) * self.model_bytes / self.capacity,
             "hot_models": hot_count,
-            "resident_models": resident,
+            "resident_models": sum(len(booked) for booked in bookings.values()),
+            "max_booked_mb_per_worker": max(
+                (sum(b["bytes"] for b in booked.values()) / 1e6 for booked in bookings.values()),
+                default=0.0,
+            ),
+            "model_memory_mb_per_worker": self.capacity / WORKERS / 1e6,
             "caller_threads": threads,
             "one_model_calls_per_s": one_rate,
             "one_model_call_p50_ms": statistics.median(one_latency) * 1e3,

@@ -405,8 +405,9 @@ def _memory_pressure(results: dict) -> list[str]:
         rows,
     )
     lines.append(
-        f"resident at the end: {pressure['resident_models']} models; "
-        f"failed calls: {pressure['failed_calls']}"
+        f"resident at the end: {pressure['resident_models']} models, at most "
+        f"{pressure['max_booked_mb_per_worker']:.0f} MB booked on a worker of "
+        f"{pressure['model_memory_mb_per_worker']:.0f} MB; failed calls: {pressure['failed_calls']}"
     )
     return lines
 

@@ -86,6 +86,7 @@ def reserve(
             memory_book.setdefault(chosen, {})[key] = {
                 "model": memory["model"],
                 "bytes": size,
+                "estimate": int(memory["bytes"]),
                 "used": now,
                 "evictable": bool(memory.get("evict")),
                 "loaded": False,
@@ -185,7 +186,11 @@ def keep(keys: list[str], *, dask_scheduler: Any) -> None:
 
 def loaded(sizes: list[list[Any]], *, dask_scheduler: Any) -> None:
     """Models finished loading (``[worker, key, measured bytes or None]``): book what each
-    measured, remember it for the model's path, and let them be evicted from now on."""
+    measured, remember it for the model's path, and let them be evicted from now on.
+
+    A measurement never books less than the first estimate (the size on disk): memory
+    that evicted models free while another loads on the worker hides the load's growth.
+    """
     metadata = dask_scheduler.task_metadata
     memory_book = metadata.get(MEMORY) or {}
     for worker, key, measured in sizes:
@@ -194,6 +199,7 @@ def loaded(sizes: list[list[Any]], *, dask_scheduler: Any) -> None:
             continue  # released meanwhile
         booking["loaded"] = True
         if measured:
+            measured = max(int(measured), booking.get("estimate", 0))
             booking["bytes"] = measured
             metadata.setdefault(MEASURED, {})[booking["model"]] = measured
 

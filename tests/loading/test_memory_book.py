@@ -76,6 +76,14 @@ def test_the_measured_size_replaces_the_estimate_for_the_next_load():
     assert "placed" not in load(scheduler, "m", 1 * MB, keys=("third",))
 
 
+def test_a_measurement_below_the_size_on_disk_books_the_size_on_disk():
+    """Memory freed by evicted models while another loads hides that load's growth."""
+    scheduler = Scheduler(a=(400 * MB, "running"))
+    load(scheduler, "m", 80 * MB, keys=("first",), measured=3 * MB)
+    assert scheduler.task_metadata[MEMORY]["a"]["m-first"]["bytes"] == 80 * MB
+    assert load(scheduler, "m", 80 * MB, keys=("second",))["bytes"] == 80 * MB
+
+
 def test_lru_evicts_the_least_recently_used_loaded_models_of_other_paths():
     scheduler = Scheduler(a=(400 * MB, "running"))
     for model in ("old", "older", "recent"):
