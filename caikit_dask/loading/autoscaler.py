@@ -120,10 +120,10 @@ class Autoscaler:
             seconds(config.upscale_delay),
             config.max_replicas,
         )
-        replica_set.count = replicas + 1
-        reason = upkeep.grow(replica_set)
-        if reason is not None:
-            replica_set.count = replicas
+        reason = upkeep.grow(replica_set)  # count follows: a health check would repair it
+        if reason is None:
+            replica_set.count = replicas + 1
+        else:
             log.warning(
                 "<DSK50000025W>",
                 "Could not add a replica of %s: %s; staying at %d",
