@@ -27,9 +27,11 @@ class Plan:
     ray: bool
     batch_inputs: int = 100_000
     batch_repeats: int = 2
+    step_phases: tuple[float, float, float] = (4.0, 10.0, 8.0)  # seconds at 1, 16, 1 callers
 
 
 FULL = Plan("full", 20, 100, 2.0, 3, 16, 1.5, 6, 8, 20, 0.1, 26_000_000, 1000, 1000, 2.0, True)
 SMOKE = Plan(
     "smoke", 3, 30, 0.3, 1, 16, 0.5, 1, 8, 3, 0.05, 1_000_000, 20, 20, 0.3, False, 2_000, 1
 )
+SMOKE = dataclasses.replace(SMOKE, step_phases=(0.3, 1.0, 0.3))

@@ -41,6 +41,7 @@ def render(results: dict) -> str:
         _many_trainings,
         _batch,
         _many_models,
+        _step_load,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -363,6 +364,36 @@ def _many_models(results: dict) -> list[str]:
         rows,
     )
     lines.append(f"models that answered: {many['answered']} of {n}")
+    return lines
+
+
+def _step_load(results: dict) -> list[str]:
+    step = results.get("step_load")
+    if not step or "phases" not in step:
+        return []
+    scaling = step["autoscaling"]
+    rows = [
+        [
+            f"{index + 1}",
+            str(phase["threads"]),
+            number(phase["seconds"], ".1f"),
+            number(phase["calls_per_s"]),
+            number(phase["p99_ms"], ".1f"),
+            f"{phase['replicas_start']} -> {phase['replicas_end']}",
+            str(phase["failed"]),
+        ]
+        for index, phase in enumerate(step["phases"])
+    ]
+    lines = table(
+        f"9. step load, BenchSpin ~10 ms/call, autoscaling target "
+        f"{scaling['target_ongoing_requests']} per replica, max {scaling['max_replicas']}, "
+        f"up after {scaling['upscale_delay']}, down after {scaling['downscale_delay']}",
+        ["phase", "threads", "s", "calls/s", "p99 ms", "replicas", "failed"],
+        rows,
+    )
+    lines.append(
+        "replicas over time: " + ", ".join(f"{count} at {t:.1f}s" for t, count in step["timeline"])
+    )
     return lines
 
 

@@ -19,6 +19,7 @@ SECTIONS = (
     "scale",
     "batch",
     "many_models",
+    "step_load",
 )
 
 

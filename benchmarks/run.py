@@ -28,6 +28,7 @@ from .measure_many_models import ManyModelsBenchmark
 from .measure_memory import MemoryBenchmark
 from .measure_scale import ScaleBenchmark
 from .measure_scaling import ScalingBenchmark
+from .measure_step_load import StepLoadBenchmark
 from .measure_training import TrainingBenchmark
 from .meta import describe_run, load_average
 from .plan import FULL, SMOKE, Plan
@@ -45,6 +46,7 @@ BENCHMARKS: tuple[type[Benchmark], ...] = (
     ScaleBenchmark,
     BatchBenchmark,
     ManyModelsBenchmark,
+    StepLoadBenchmark,
 )
 
 

@@ -28,6 +28,7 @@ MAP_RATE = ("batch", "variants", "proxy_map", "calls_per_s")
 RUN_LOOP_RATE = ("batch", "variants", "proxy_run_threads", "calls_per_s")
 MANY_LOAD = ("many_models", "load_all_s")
 MANY_THREADS = ("many_models", "max_threads_many")
+STEP_FAILED = ("step_load", "failed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +119,12 @@ TARGETS = (
         (MANY_THREADS,),
         lambda threads: threads < 100,
         lambda threads: f"{threads:.0f} threads",
+    ),
+    Target(
+        "step load 1 -> 16 -> 1 threads, autoscaling: no failed call",
+        (STEP_FAILED,),
+        lambda failed: failed == 0,
+        lambda failed: f"{failed:.0f} failed",
     ),
 )
 

@@ -27,6 +27,7 @@ SECTIONS = (
     "scale",
     "batch",
     "many_models",
+    "step_load",
 )
 TABLE_TITLES = (
     "== 1. sequential latency",
@@ -37,6 +38,7 @@ TABLE_TITLES = (
     "== 6. many trainings",
     "== 7. batch scoring",
     "== 8. many models",
+    "== 9. step load",
     "== targets ==",
 )
 
@@ -76,7 +78,10 @@ def test_benchmarks_smoke_run(tmp_path):
     many = results["many_models"]
     assert many["answered"] == many["models"] == 20
     assert many["round_robin_calls_per_s"] > 0 and many["max_threads_many"] < 100
-    assert len(results["targets"]) == 12
+    step = results["step_load"]
+    assert [phase["threads"] for phase in step["phases"]] == [1, 16, 1]
+    assert step["failed"] == 0 and step["phases"][1]["calls_per_s"] > 0
+    assert len(results["targets"]) == 13
     assert "skipped" in results["ray"]
 
 
