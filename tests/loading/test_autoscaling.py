@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from caikit.core.modules import ModuleConfig
-from cluster_support import actor_keys_on_workers, poll
+from cluster_support import actor_keys_on_workers, poll, run_in_threads
 from dask_testlib import save_fault_model
 
 from caikit_dask import DaskModelInitializer
@@ -124,5 +124,31 @@ def test_min_replicas_zero_releases_an_idle_model_and_its_next_call_loads_it(
     assert actor_keys_on_workers(observer) == before
 
     assert model.run("hi").label  # loads again on demand
+    assert _resident(model) == 1
+    model.close()
+
+
+def test_a_replica_scaled_down_with_a_call_in_flight_leaves_once_it_answered(
+    connection, observer, tmp_path, caplog
+):
+    path = save_fault_model(str(tmp_path / "model"))
+    initializer = _initializer(connection, max_replicas=2, target_ongoing_requests=2)
+    model = initializer.init(ModuleConfig.load(path))
+    callers = _Callers(model, 6)
+    try:
+        poll(lambda: _resident(model) == 2, 60, what="growth to 2 replicas")
+    finally:
+        callers.join()
+    assert not callers.failures
+    keys = {r["key"] for r in model.replicas}
+    with caplog.at_level(logging.INFO):
+        # One slow call on each replica: 2 in flight fit the target on one replica.
+        slow = run_in_threads(lambda _: model.run("sleep:3").label, 2)
+    [(first, _), (second, _)] = slow
+    assert isinstance(first, str) and isinstance(second, str), slow
+    assert first != second  # one call on each replica, each answered
+    [decision] = _decisions(caplog, "<DSK50000023I>")
+    assert decision.endswith("leaves after its 1 calls in flight")
+    poll(lambda: len(actor_keys_on_workers(observer) & keys) == 1, 30, what="its actor released")
     assert _resident(model) == 1
     model.close()
