@@ -146,4 +146,4 @@ def test_report_names_a_failed_section_and_renders_only_what_ran():
     assert "== scaling == FAILED: RuntimeError: no workers" in text
     assert "Ray baseline skipped: not run (--no-ray)" in text
     assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
-    assert text.count(" n/a ") == 12
+    assert text.count(" n/a ") == 13
