@@ -31,6 +31,7 @@ class Plan:
     pressure_fraction: float = 0.25
     pressure_model_mb: float = 40
     pressure_threads: int = 4
+    step_phases: tuple[float, float, float] = (4.0, 10.0, 8.0)  # seconds at 1, 16, 1 callers
 
 
 FULL = Plan("full", 20, 100, 2.0, 3, 16, 1.5, 6, 8, 20, 0.1, 26_000_000, 1000, 1000, 2.0, True)
@@ -40,4 +41,5 @@ SMOKE = dataclasses.replace(
     pressure_fraction=0.05,
     pressure_model_mb=8,
     pressure_threads=2,
+    step_phases=(0.3, 1.0, 0.3),
 )

@@ -42,6 +42,7 @@ def render(results: dict) -> str:
         _batch,
         _many_models,
         _memory_pressure,
+        _step_load,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -408,6 +409,36 @@ def _memory_pressure(results: dict) -> list[str]:
         f"resident at the end: {pressure['resident_models']} models, at most "
         f"{pressure['max_booked_mb_per_worker']:.0f} MB booked on a worker of "
         f"{pressure['model_memory_mb_per_worker']:.0f} MB; failed calls: {pressure['failed_calls']}"
+    )
+    return lines
+
+
+def _step_load(results: dict) -> list[str]:
+    step = results.get("step_load")
+    if not step or "phases" not in step:
+        return []
+    scaling = step["autoscaling"]
+    rows = [
+        [
+            f"{index + 1}",
+            str(phase["threads"]),
+            number(phase["seconds"], ".1f"),
+            number(phase["calls_per_s"]),
+            number(phase["p99_ms"], ".1f"),
+            f"{phase['replicas_start']} -> {phase['replicas_end']}",
+            str(phase["failed"]),
+        ]
+        for index, phase in enumerate(step["phases"])
+    ]
+    lines = table(
+        f"10. step load, BenchSpin ~10 ms/call, autoscaling target "
+        f"{scaling['target_ongoing_requests']} per replica, max {scaling['max_replicas']}, "
+        f"up after {scaling['upscale_delay']}, down after {scaling['downscale_delay']}",
+        ["phase", "threads", "s", "calls/s", "p99 ms", "replicas", "failed"],
+        rows,
+    )
+    lines.append(
+        "replicas over time: " + ", ".join(f"{count} at {t:.1f}s" for t, count in step["timeline"])
     )
     return lines
 

@@ -20,6 +20,7 @@ SECTIONS = (
     "batch",
     "many_models",
     "memory_pressure",
+    "step_load",
 )
 
 

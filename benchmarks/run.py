@@ -29,6 +29,7 @@ from .measure_memory import MemoryBenchmark
 from .measure_memory_pressure import MemoryPressureBenchmark
 from .measure_scale import ScaleBenchmark
 from .measure_scaling import ScalingBenchmark
+from .measure_step_load import StepLoadBenchmark
 from .measure_training import TrainingBenchmark
 from .meta import describe_run, load_average
 from .plan import FULL, SMOKE, Plan
@@ -47,6 +48,7 @@ BENCHMARKS: tuple[type[Benchmark], ...] = (
     BatchBenchmark,
     ManyModelsBenchmark,
     MemoryPressureBenchmark,
+    StepLoadBenchmark,
 )
 
 

@@ -30,6 +30,7 @@ MANY_LOAD = ("many_models", "load_all_s")
 MANY_THREADS = ("many_models", "max_threads_many")
 PRESSURE_FAILED = ("memory_pressure", "failed_calls")
 PRESSURE_RATIO = ("memory_pressure", "pressure")
+STEP_FAILED = ("step_load", "failed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +127,12 @@ TARGETS = (
         (PRESSURE_FAILED, PRESSURE_RATIO),
         lambda failed, pressure: failed == 0 and pressure >= 3,
         lambda failed, pressure: f"{failed:.0f} failed calls at {pressure:.1f}x",
+    ),
+    Target(
+        "step load 1 -> 16 -> 1 threads, autoscaling: no failed call",
+        (STEP_FAILED,),
+        lambda failed: failed == 0,
+        lambda failed: f"{failed:.0f} failed",
     ),
 )
 

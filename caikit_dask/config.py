@@ -280,6 +280,54 @@ def _module_resources(path: str, value: Any) -> dict[str, dict[str, float]]:
 
 # -- the config objects ------------------------------------------------------------------
 
+
+@dataclasses.dataclass(frozen=True)
+class AutoscalingConfig:
+    """``autoscaling``: replicas that follow the load (see ``loading.autoscaler``).
+
+    Ray Serve's defaults: a target of 2 calls in flight per replica, 30s to grow,
+    600s to shrink. ``max_replicas`` has no default: how far a model may grow is a
+    choice about the cluster's room that only the deployer can make.
+    """
+
+    min_replicas: int = setting(_count(0), 1)
+    max_replicas: int = setting(_count(1), None)
+    target_ongoing_requests: float = setting(_of_type(int, float), 2)
+    upscale_delay: float = setting(_duration, "30s")
+    downscale_delay: float = setting(_duration, "600s")
+
+    @classmethod
+    def parse(cls, path: str, value: Any) -> AutoscalingConfig | None:
+        if value is None:
+            return None
+        raw = _check_keys(path, value, {field.name for field in dataclasses.fields(cls)})
+        if raw.get("max_replicas") is None:
+            _fail(
+                f"{path}.max_replicas",
+                "missing",
+                "Give the most replicas the model may grow to, e.g. max_replicas: 4.",
+            )
+        config = cls(**_parse_declared(cls, path, raw))
+        if config.max_replicas < config.min_replicas:
+            _fail(
+                f"{path}.max_replicas",
+                f"{config.max_replicas} is less than min_replicas={config.min_replicas}",
+                "Use a max_replicas of at least min_replicas.",
+            )
+        if config.target_ongoing_requests <= 0:
+            _fail(
+                f"{path}.target_ongoing_requests",
+                f"{config.target_ongoing_requests} is not positive",
+                "Use a number of calls in flight per replica above zero, e.g. 2.",
+            )
+        return config
+
+    @property
+    def initial_replicas(self) -> int:
+        """Replicas placed at load: ``min_replicas``, at least one (0 loads on demand)."""
+        return max(self.min_replicas, 1)
+
+
 _ADAPT_KEYS = {
     "minimum",
     "maximum",
@@ -390,6 +438,7 @@ class BackendConfig:
     memory_fraction: float = setting(_fraction, 0.8, (INITIALIZER,))
     eviction: str = setting(_choice("none", "lru"), "none", (INITIALIZER,))
     lazy: bool = setting(_of_type(bool), False, (INITIALIZER,))
+    autoscaling: AutoscalingConfig | None = setting(AutoscalingConfig.parse, None, (INITIALIZER,))
 
     TRAINER_KEYS: ClassVar[frozenset[str]]
     INITIALIZER_KEYS: ClassVar[frozenset[str]]
@@ -403,6 +452,12 @@ class BackendConfig:
             return mapping
         allowed = cls.BACKEND_KEYS if allowed is None else allowed
         raw = _check_keys(path, mapping or {}, set(allowed), CAIKIT_LOCAL_DEFAULT_KEYS)
+        if raw.get("autoscaling") is not None and raw.get("replicas") is not None:
+            _fail(
+                f"{path}.autoscaling",
+                "replicas and autoscaling are both set",
+                "Give either a fixed replicas or autoscaling (min_replicas/max_replicas).",
+            )
         return cls(**_parse_declared(cls, path, raw))
 
 

@@ -28,6 +28,7 @@ SECTIONS = (
     "batch",
     "many_models",
     "memory_pressure",
+    "step_load",
 )
 TABLE_TITLES = (
     "== 1. sequential latency",
@@ -39,6 +40,7 @@ TABLE_TITLES = (
     "== 7. batch scoring",
     "== 8. many models",
     "== 9. memory pressure",
+    "== 10. step load",
     "== targets ==",
 )
 
@@ -82,7 +84,10 @@ def test_benchmarks_smoke_run(tmp_path):
     assert pressure["pressure"] >= 3 and pressure["failed_calls"] == 0
     assert pressure["skewed_calls_per_s"] > 0 and pressure["uniform_calls_per_s"] > 0
     assert pressure["reload_p99_ms"] >= pressure["reload_p50_ms"] > 0
-    assert len(results["targets"]) == 13
+    step = results["step_load"]
+    assert [phase["threads"] for phase in step["phases"]] == [1, 16, 1]
+    assert step["failed"] == 0 and step["phases"][1]["calls_per_s"] > 0
+    assert len(results["targets"]) == 14
     assert "skipped" in results["ray"]
 
 
@@ -147,4 +152,4 @@ def test_report_names_a_failed_section_and_renders_only_what_ran():
     assert "== scaling == FAILED: RuntimeError: no workers" in text
     assert "Ray baseline skipped: not run (--no-ray)" in text
     assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
-    assert text.count(" n/a ") == 13
+    assert text.count(" n/a ") == 14

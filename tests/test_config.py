@@ -50,6 +50,14 @@ BAD_CONFIGS = [
     (kube_groups({"gpu": {"resources": {"GPU": "one"}}}), "worker_groups.gpu.resources.GPU"),
     (kube_groups({"gpu": {"k8s_resources": {"request": {}}}}), "gpu.k8s_resources.request"),
     (kube_groups(["gpu"]), "worker_groups: expected a mapping"),
+    ({"autoscaling": {"max_replicas": 2}, "replicas": 2}, "replicas and autoscaling are both set"),
+    ({"autoscaling": {}}, "autoscaling.max_replicas: missing"),
+    ({"autoscaling": {"max_replicas": 1, "min_replicas": 2}}, "less than min_replicas=2"),
+    ({"autoscaling": {"max_replicas": 2, "min_replicas": -1}}, "min_replicas: -1 is negative"),
+    ({"autoscaling": {"max_replicas": 2, "target_ongoing_requests": 0}}, "not positive"),
+    ({"autoscaling": {"max_replicas": 2, "upscale_delay": "soon"}}, "upscale_delay"),
+    ({"autoscaling": {"max_replica": 2}}, "autoscaling.max_replica: unknown key"),
+    ({"autoscaling": 4}, "autoscaling: expected a mapping"),
 ]
 
 
@@ -71,6 +79,16 @@ def test_max_queued_calls_is_unlimited_by_default_and_for_initializers_only():
     assert BackendConfig.from_mapping({"max_queued_calls": 0}).max_queued_calls == 0
     with pytest.raises(DaskConfigError, match="trainers.t.config.max_queued_calls: unknown key"):
         DaskModelTrainer({"max_queued_calls": 2}, "t")
+
+
+def test_autoscaling_takes_ray_serves_defaults_and_is_for_initializers_only():
+    scaling = BackendConfig.from_mapping({"autoscaling": {"max_replicas": 4}}).autoscaling
+    assert (scaling.min_replicas, scaling.max_replicas) == (1, 4)
+    assert scaling.target_ongoing_requests == 2
+    assert (scaling.upscale_delay, scaling.downscale_delay) == (30, 600)
+    assert BackendConfig.from_mapping({}).autoscaling is None
+    with pytest.raises(DaskConfigError, match="trainers.t.config.autoscaling: unknown key"):
+        DaskModelTrainer({"autoscaling": {"max_replicas": 2}}, "t")
 
 
 def test_construction_does_not_connect():

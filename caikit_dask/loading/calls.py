@@ -88,6 +88,6 @@ def _result(replica_set: ReplicaSet, replica: Replica, pending: Any, deadline: f
         try:
             return pending.result(timeout=min(remaining, 0.25))
         except TimeoutError:
-            if not replica.alive:
+            if not replica.alive and not replica.evicted:  # a leaving one finishes its calls
                 raise CommClosedError(f"replica on {replica.worker} was replaced") from None
             replica_set.connection.raise_if_unreachable()

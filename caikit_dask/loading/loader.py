@@ -18,6 +18,7 @@ from ..errors import error
 from ..local_backend import resolve_model_config
 from ..resources import submit_options
 from . import upkeep
+from .autoscaler import Autoscaler
 from .health import HealthChecker
 from .memory import LastCalls, MemoryPolicy, size_on_disk
 from .proxy import DaskModelProxy, proxy_class_for
@@ -37,6 +38,7 @@ def load(
     module_class = module_registry().get(config.module_id)
     if module_class is None:
         return None
+    autoscaling = settings.autoscaling
     ensure_registered_on_workers(connection.client, module_class)
     replica_set = _replica_set(
         settings,
@@ -44,12 +46,14 @@ def load(
         module_class.MODULE_ID,
         path,
         library=None if is_by_value(module_class) else module_class.__module__,
-        count=settings.replicas,
+        count=autoscaling.initial_replicas if autoscaling else settings.replicas,
         resources=submit_options(settings.resources).get("resources", {}),
         lazy_allowed=True,
     )
     upkeep.start(replica_set)
     HealthChecker.watch(replica_set)
+    if autoscaling:
+        Autoscaler.watch(replica_set, autoscaling)
     return proxy_class_for(module_class)(replica_set)
 
 

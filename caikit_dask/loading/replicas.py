@@ -56,7 +56,7 @@ class Replica:
         self.last_used = 0
         self.stamped = 0  # last_used when last reported to the scheduler (see memory)
         self.alive = True
-        self.evicted = False
+        self.evicted = False  # out of routing (evicted or scaled down): released once idle
         self.size = 0  # bytes its load measured on the worker (0: not measured)
 
     def release(self) -> None:
@@ -73,6 +73,7 @@ class ReplicaSet:
     def __init__(self, connection: DaskConnection, spec: ReplicaSpec):
         self.connection, self.spec = connection, spec
         self.replicas: list[Replica] = []
+        self.count = spec.count  # replicas to keep; the autoscaler moves it (see autoscaler)
         self.lost_workers: set[str] = set()  # the scheduler may still list them for a while
         self.repairing = threading.Lock()  # one repair at a time
         self._changed = threading.Condition(threading.Lock())  # not re-entered; faster
@@ -191,6 +192,7 @@ class ReplicaSet:
             self._load_attempts += 1
             self._load_error = failure
             if failure is None:
+                self.count = max(self.count, 1)
                 self.unloaded = False
                 self.evictions = 0
             self._changed.notify_all()
@@ -218,7 +220,7 @@ class ReplicaSet:
 
     def wanted(self) -> int:
         """Replicas to keep placed: ``count`` less those evicted (they load on demand)."""
-        return 0 if self.unloaded else self.spec.count - self.evictions
+        return 0 if self.unloaded else self.count - self.evictions
 
     # -- membership ----------------------------------------------------------------------
 
@@ -236,6 +238,24 @@ class ReplicaSet:
             self.replicas = [r for r in self.replicas if r is not replica]
         self.lost_workers.add(replica.worker)
         return True
+
+    def retire(self, replica: Replica) -> bool:
+        """Scale down: out of routing now, released by ``done`` once its calls finished.
+
+        True if it is idle already (the caller releases it). The last replica of a
+        set scaled to zero leaves the model to load on its next call.
+        """
+        with self._changed:
+            replica.alive = False
+            replica.evicted = True
+            self.replicas = [r for r in self.replicas if r is not replica]
+            if not self.replicas:
+                self.unloaded = True
+            return replica.outstanding == 0
+
+    def load(self) -> tuple[int, int]:
+        """(calls in flight on replicas, calls started so far): the autoscaler's sample."""
+        return self._outstanding, self._calls
 
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.alive]
@@ -275,7 +295,7 @@ class ReplicaSet:
             }
             for r in self.replicas
         ]
-        missing = self.spec.count - len(resident)
+        missing = max(self.count, self.unloaded) - len(resident)  # scaled to 0: one entry
         if self.evictions and missing > 0:
             state, missing = "evicted", min(self.evictions, missing)
         elif self.unloaded and missing > 0:

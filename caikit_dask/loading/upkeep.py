@@ -85,7 +85,7 @@ def load_on_demand(replica_set: ReplicaSet) -> None:
     )
     failure = None
     try:
-        missing = spec.count - len(replica_set.live())
+        missing = max(replica_set.count, 1) - len(replica_set.live())
         if missing > 0:
             place(replica_set, _book(replica_set, missing).or_raise())
     except BaseException as err:  # noqa: BLE001 - handed to the waiting calls
@@ -93,6 +93,25 @@ def load_on_demand(replica_set: ReplicaSet) -> None:
     if replica_set.closed:
         replica_set.close()  # replicas placed while it closed
     replica_set.loaded_on_demand(failure)
+
+
+def grow(replica_set: ReplicaSet) -> str | None:
+    """Place one more replica, on a worker the set does not use where possible.
+
+    None when placed; else why no worker had room (nothing was booked).
+    """
+    booked, reason, _ = _book(
+        replica_set,
+        1,
+        avoid={r.worker for r in replica_set.live()},
+        exclude=set(replica_set.lost_workers),
+    )
+    if not booked:
+        return str(reason)
+    place(replica_set, booked)
+    if replica_set.closed:
+        replica_set.close()  # placed while it closed
+    return None
 
 
 def adopt(replica_set: ReplicaSet, futures: list[Future]) -> None:
