@@ -23,7 +23,7 @@ from ..formatting import seconds
 from ..per_client import PerClient
 from . import retiring_side, upkeep
 from .placement import release_placements
-from .retiring_side import RETIRING, MoveModelsBeforeRetiring
+from .retiring_side import RETIRING, STAYS, MoveModelsBeforeRetiring
 
 # The scheduler runs the plugin without importing caikit-dask.
 cloudpickle.register_pickle_by_value(retiring_side)
@@ -105,6 +105,10 @@ def move(replica_set: Any, worker: str, key: str, leaving_workers: set[str]) -> 
             worker,
             reason,
         )
+        try:
+            client.log_event(STAYS, {"worker": worker, "key": key})  # the retirement stops waiting
+        except Exception as err:  # noqa: BLE001 - it then waits for its timeout
+            log.debug("Could not tell the scheduler %s stays: %s", key, err)
         return
     with _lock:
         _owners.pop(key, None)

@@ -8,8 +8,10 @@ gracefully, and the HTTP API dask-kubernetes uses): before Dask's own retirement
 runs, a worker holding our models is marked ``closing_gracefully`` (so no new
 placement chooses it), the leaving models are announced on the ``RETIRING`` topic,
 and the retirement waits, woken by task transitions, until their owners have
-placed replacements and released the old actors (see ``leaving``). Dask's
-retirement then finds no actor and proceeds as usual.
+placed replacements and released the old actors (see ``leaving``), or said on
+the ``STAYS`` topic that they cannot (no other worker has room). Dask's retirement
+then runs as usual: it proceeds when the worker holds no actor, and refuses (the
+worker keeps serving) when one stayed.
 
 Sent by value (see ``leaving``): only distributed and the standard library.
 """
@@ -24,6 +26,7 @@ from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 RETIRING = "caikit-dask-retiring"  # event topic: {"workers": {worker: [actor key, ...]}}
+STAYS = "caikit-dask-retiring-stays"  # event topic: {"key": actor key} that cannot move
 PLACEMENTS = "caikit-dask-placements"  # the placement book (see ``scheduler_side``)
 _CLOSE_KWARGS = ("close_workers", "remove", "stimulus_id")
 
@@ -39,6 +42,7 @@ class MoveModelsBeforeRetiring(SchedulerPlugin):
         self.scheduler: Any = None
         self._waiting = 0
         self._changed: asyncio.Event | None = None
+        self._stays: set[str] = set()  # actor keys their owners could not move
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
@@ -64,6 +68,11 @@ class MoveModelsBeforeRetiring(SchedulerPlugin):
         if self._waiting and finish in ("released", "forgotten"):
             self._changed.set()
 
+    def log_event(self, topic: str, msg: Any) -> None:
+        if topic == STAYS and self._waiting:
+            self._stays.add(str(msg.get("key")))
+            self._changed.set()
+
     def _leaving(self, names: Any, workers: Any) -> dict[str, list[str]]:
         """Actor keys of our models on each worker to retire."""
         scheduler = self.scheduler
@@ -82,10 +91,11 @@ class MoveModelsBeforeRetiring(SchedulerPlugin):
         return leaving
 
     def _still_held(self, leaving: dict[str, list[str]]) -> bool:
-        """Whether a worker still listed holds one of these actors."""
+        """Whether a worker still listed holds one of these actors that can move."""
         for address, keys in leaving.items():
             ws = self.scheduler.workers.get(address)
-            if ws is not None and {str(ts.key) for ts in ws.actors} & set(keys):
+            moving = set(keys) - self._stays
+            if ws is not None and {str(ts.key) for ts in ws.actors} & moving:
                 return True
         return False
 
@@ -115,6 +125,7 @@ class MoveModelsBeforeRetiring(SchedulerPlugin):
                     break
         finally:
             self._waiting -= 1
+            self._stays -= {key for keys in leaving.values() for key in keys}
         for address, status in before.items():
             # Dask's retirement sets closing_gracefully itself, and restores this if
             # it refuses.

@@ -19,11 +19,11 @@ TEXT = "What a wonderful day"
 
 
 @pytest.fixture
-def cluster(monkeypatch):
-    """Two worker processes of our own: the tests retire them."""
+def cluster(request, monkeypatch):
+    """Two worker processes of our own (or ``n_workers`` by indirect parametrization)."""
     monkeypatch.setenv("PYTHONPATH", worker_env()["PYTHONPATH"])
     cluster = LocalCluster(
-        n_workers=2,
+        n_workers=getattr(request, "param", 2),
         threads_per_worker=2,
         processes=True,
         host="127.0.0.1",
@@ -136,4 +136,19 @@ def test_adaptive_cluster_serving_a_model_scales_down(cluster, trained_model_dir
     assert {r["worker"] for r in model.replicas} == {remaining}
     assert len(model.replicas) == 2
     assert model.run(TEXT).label == expected
+    model.close()
+
+
+@pytest.mark.parametrize("cluster", [1], indirect=True)
+def test_the_only_worker_is_not_retired_and_keeps_serving(cluster, trained_model_dir):
+    model = _load(cluster, "retire-the-only-worker", 1, trained_model_dir)
+    expected = model.run(TEXT).label
+    [worker] = [r["worker"] for r in model.replicas]
+    with Client(cluster.scheduler_address, set_as_default=False) as admin:
+        started = time.monotonic()
+        assert admin.retire_workers([worker], close_workers=True) == {}
+        assert time.monotonic() - started < 10  # told at once that the model cannot move
+        assert list(admin.scheduler_info()["workers"]) == [worker]
+    assert model.run(TEXT).label == expected
+    assert [r["worker"] for r in model.replicas] == [worker]
     model.close()
