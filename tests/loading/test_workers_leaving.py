@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -151,4 +152,32 @@ def test_the_only_worker_is_not_retired_and_keeps_serving(cluster, trained_model
         assert list(admin.scheduler_info()["workers"]) == [worker]
     assert model.run(TEXT).label == expected
     assert [r["worker"] for r in model.replicas] == [worker]
+    model.close()
+
+
+def test_a_worker_closing_gracefully_moves_its_model_first(cluster, trained_model_dir, caplog):
+    caplog.set_level(logging.INFO)
+    model = _load(cluster, "close-gracefully", 1, trained_model_dir)
+    expected = model.run(TEXT).label
+    [leaving] = [r["worker"] for r in model.replicas]
+    stop, calls = threading.Event(), []
+    traffic = run_in_background(_traffic_until(model, stop, calls), 4)
+    poll(lambda: len(calls) > 50, 30, what="traffic")
+    with Client(cluster.scheduler_address, set_as_default=False) as admin:
+        admin.run(
+            lambda dask_worker: dask_worker.loop.add_callback(dask_worker.close_gracefully),
+            workers=[leaving],
+        )
+        poll(lambda: leaving not in admin.scheduler_info()["workers"], 60, what="the worker gone")
+    after = len(calls)
+    poll(lambda: len(calls) > after + 50, 30, what="traffic after the worker left")
+    stop.set()
+    outcomes = traffic()
+    assert None not in outcomes, "a caller hung"
+    assert [err for failures, _ in outcomes for err in failures] == []
+    assert set(calls) == {expected}
+    [replica] = model.replicas
+    assert replica["worker"] != leaving and replica["alive"]
+    moves = [r.getMessage() for r in caplog.records if "off the retiring worker" in r.getMessage()]
+    assert len(moves) == 1 and leaving in moves[0]  # moved first, not recovered after
     model.close()
