@@ -11,7 +11,8 @@ and the retirement waits, woken by task transitions, until their owners have
 placed replacements and released the old actors (see ``leaving``), or said on
 the ``STAYS`` topic that they cannot (no other worker has room). Dask's retirement
 then runs as usual: it proceeds when the worker holds no actor, and refuses (the
-worker keeps serving) when one stayed.
+worker keeps serving) when one stayed. A published model stays where it is (other
+processes call its actors): Dask refuses to retire its worker, as before.
 
 Sent by value (see ``leaving``): only distributed and the standard library.
 """
@@ -82,13 +83,20 @@ class MoveModelsBeforeRetiring(SchedulerPlugin):
         else:
             addresses = [a for a in workers or () if a in scheduler.workers]
         book = scheduler.task_metadata.get(PLACEMENTS) or {}
+        published = self._published()
         leaving = {}
         for address in addresses:
-            ours = set(book.get(address) or ())
+            ours = set(book.get(address) or ()) - published
             keys = [str(ts.key) for ts in scheduler.workers[address].actors if ts.key in ours]
             if keys:
                 leaving[address] = keys
         return leaving
+
+    def _published(self) -> set[Any]:
+        """Keys a published dataset holds: other processes use those actors, they stay."""
+        extension = self.scheduler.extensions.get("publish")
+        datasets = getattr(extension, "datasets", None) or {}
+        return {key for dataset in datasets.values() for key in dataset.get("keys") or ()}
 
     def _still_held(self, leaving: dict[str, list[str]]) -> bool:
         """Whether a worker still listed holds one of these actors that can move."""

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 
+import cloudpickle
 import pytest
 from caikit.core.modules import ModuleConfig
 from cluster_support import poll, run_in_threads, worker_env
@@ -181,3 +185,34 @@ def test_a_worker_closing_gracefully_moves_its_model_first(cluster, trained_mode
     moves = [r.getMessage() for r in caplog.records if "off the retiring worker" in r.getMessage()]
     assert len(moves) == 1 and leaving in moves[0]  # moved first, not recovered after
     model.close()
+
+
+def test_a_published_model_keeps_its_worker(cluster, trained_model_dir):
+    model = _load(cluster, "retire-published", 1, trained_model_dir)
+    expected = model.run(TEXT).label
+    model.publish("retire-published")
+    [worker] = [r["worker"] for r in model.replicas]
+    with Client(cluster.scheduler_address, set_as_default=False) as admin:
+        started = time.monotonic()
+        assert admin.retire_workers([worker]) == {}
+        assert time.monotonic() - started < 10  # refused at once, not after a wait
+        assert worker in admin.scheduler_info()["workers"]
+    assert model.run(TEXT).label == expected
+    assert [r["worker"] for r in model.replicas] == [worker]
+    model.close()
+
+
+def test_the_scheduler_plugin_needs_no_caikit_dask():
+    from caikit_dask.loading.leaving import MOVE_TIMEOUT, MoveModelsBeforeRetiring
+
+    pickled = cloudpickle.dumps(MoveModelsBeforeRetiring(MOVE_TIMEOUT))
+    script = (
+        "import pickle, sys; sys.modules['caikit_dask'] = None; "
+        "plugin = pickle.loads(sys.stdin.buffer.read()); print(plugin.name, plugin.timeout)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=pickled, capture_output=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["caikit-dask-retiring", str(MOVE_TIMEOUT)]
