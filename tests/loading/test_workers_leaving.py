@@ -127,9 +127,11 @@ def test_adaptive_cluster_serving_a_model_scales_down(cluster, trained_model_dir
     load_stop.set()  # the load stops; one caller goes on through the scale-down
     trickle_stop = threading.Event()
     trickle = run_in_background(_traffic_until(model, trickle_stop, calls), 1)
+    started = time.monotonic()
     cluster.adapt(minimum=1, maximum=2, interval="100ms", wait_count=2)
     with Client(cluster.scheduler_address, set_as_default=False) as admin:
         poll(lambda: len(admin.scheduler_info()["workers"]) == 1, 60, what="scale-down")
+        print(f"scaled down in {time.monotonic() - started:.2f}s, {len(calls)} calls in all")
         [remaining] = admin.scheduler_info()["workers"]
     after = len(calls)
     poll(lambda: len(calls) > after + 20, 30, what="calls after the scale-down")
