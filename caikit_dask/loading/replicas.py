@@ -218,6 +218,23 @@ class ReplicaSet:
             replica.release()
         return True
 
+    def drain(self, replica: Replica) -> bool:
+        """Out of routing now, released after its last call in flight (its worker leaves).
+
+        False if the replica is not (or no longer) routed to.
+        """
+        with self._changed:
+            if not replica.alive:
+                return False
+            replica.alive = False
+            replica.evicted = True  # ``done`` releases it after its last call
+            self.replicas = [r for r in self.replicas if r is not replica]
+            self._changed.notify_all()
+            idle = replica.outstanding == 0
+        if idle:
+            replica.release()
+        return True
+
     def wanted(self) -> int:
         """Replicas to keep placed: ``count`` less those evicted (they load on demand)."""
         return 0 if self.unloaded else self.count - self.evictions

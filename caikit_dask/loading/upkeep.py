@@ -15,7 +15,7 @@ from typing import Any
 from distributed import Future
 
 from ..errors import log
-from . import eviction
+from . import eviction, leaving
 from .memory import MemoryNeed
 from .placement import Booking, book_workers, record_loaded, release_placements
 from .replicas import Replica, ReplicaSet
@@ -157,6 +157,7 @@ def _record(replica_set: ReplicaSet, placed: list[Replica]) -> None:
     """Book what each load measured, and hear of the replicas' evictions from now on."""
     client = replica_set.client
     eviction.own(client, replica_set, [r.future.key for r in placed])
+    leaving.own(client, replica_set, [r.future.key for r in placed])
     try:
         record_loaded(client, [(r.worker, r.future.key, r.size) for r in placed])
     except Exception as err:  # noqa: BLE001 - the first estimates stay booked
