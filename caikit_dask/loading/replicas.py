@@ -206,14 +206,8 @@ class ReplicaSet:
             replica = next((r for r in self.replicas if r.future.key == key), None)
             if replica is None or not replica.alive:
                 return False
-            replica.alive = False
-            replica.evicted = True
-            self.replicas = [r for r in self.replicas if r is not replica]
             self.evictions += 1
-            if not self.replicas:
-                self.unloaded = True
-            self._changed.notify_all()
-            idle = replica.outstanding == 0
+            idle = self._leave_routing(replica, unload_if_last=True)
         if idle:
             replica.release()
         return True
@@ -226,11 +220,7 @@ class ReplicaSet:
         with self._changed:
             if not replica.alive:
                 return False
-            replica.alive = False
-            replica.evicted = True  # ``done`` releases it after its last call
-            self.replicas = [r for r in self.replicas if r is not replica]
-            self._changed.notify_all()
-            idle = replica.outstanding == 0
+            idle = self._leave_routing(replica, unload_if_last=False)  # replaced already
         if idle:
             replica.release()
         return True
@@ -263,12 +253,19 @@ class ReplicaSet:
         set scaled to zero leaves the model to load on its next call.
         """
         with self._changed:
-            replica.alive = False
-            replica.evicted = True
-            self.replicas = [r for r in self.replicas if r is not replica]
-            if not self.replicas:
-                self.unloaded = True
-            return replica.outstanding == 0
+            return self._leave_routing(replica, unload_if_last=True)
+
+    def _leave_routing(self, replica: Replica, unload_if_last: bool) -> bool:
+        """Under the lock: no new call goes to ``replica``; ``done`` releases it after its
+        last call in flight. True if it is idle already. With ``unload_if_last``, a set
+        left with no replica loads the model on its next call."""
+        replica.alive = False
+        replica.evicted = True
+        self.replicas = [r for r in self.replicas if r is not replica]
+        if unload_if_last and not self.replicas:
+            self.unloaded = True
+        self._changed.notify_all()
+        return replica.outstanding == 0
 
     def load(self) -> tuple[int, int]:
         """(calls in flight on replicas, calls started so far): the autoscaler's sample."""

@@ -121,7 +121,7 @@ def test_min_replicas_zero_releases_an_idle_model_and_its_next_call_loads_it(
     assert key in actor_keys_on_workers(observer)
     poll(lambda: key not in actor_keys_on_workers(observer), 30, what="the idle actor released")
     assert [r["state"] for r in model.replicas] == ["not loaded (lazy)"]
-    assert actor_keys_on_workers(observer) == before
+    assert actor_keys_on_workers(observer) <= before  # nothing of ours left (others may go)
 
     assert model.run("hi").label  # loads again on demand
     assert _resident(model) == 1
