@@ -3,6 +3,7 @@ separate processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,8 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import pytest
 from distributed import Client
 
 TESTS_DIR = Path(__file__).parent
@@ -199,3 +202,27 @@ class ProcessCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+
+
+@contextlib.contextmanager
+def process_cluster(
+    tmp_path: Path, workers: dict[str, dict], python_path: Iterable[str] = ()
+) -> Iterator[ProcessCluster]:
+    """A ProcessCluster with the named workers (``add_worker`` kwargs each), closed on exit.
+
+    ``python_path`` goes first on the workers' PYTHONPATH (what they must import).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        paths = [*map(str, python_path), os.environ.get("PYTHONPATH", "")]
+        patch.setenv("PYTHONPATH", os.pathsep.join(paths).strip(os.pathsep))
+        cluster = ProcessCluster(tmp_path)
+        try:
+            for name, options in workers.items():
+                cluster.add_worker(name, **options)
+        except BaseException:
+            cluster.close()
+            raise
+    try:
+        yield cluster
+    finally:
+        cluster.close()

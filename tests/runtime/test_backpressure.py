@@ -9,7 +9,6 @@ takes ``4R + N`` outstanding calls and refuses the next ones at once. Real proce
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterable
@@ -17,7 +16,7 @@ from collections.abc import Iterable
 import grpc
 import pytest
 from caikit.core.modules import ModuleConfig
-from cluster_support import ProcessCluster, poll, run_in_threads
+from cluster_support import ProcessCluster, poll, process_cluster, run_in_threads
 from runtime_server import HERE, RuntimeServer
 
 from caikit_dask import DaskModelInitializer
@@ -34,18 +33,9 @@ REFUSED = grpc.StatusCode.RESOURCE_EXHAUSTED
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterable[ProcessCluster]:
     """Scheduler + workers ``a`` and ``b``; both can import tiny_runtime_lib."""
-    with pytest.MonkeyPatch.context() as patch:
-        python_path = [str(HERE), os.environ.get("PYTHONPATH", "")]
-        patch.setenv("PYTHONPATH", os.pathsep.join(python_path).rstrip(os.pathsep))
-        cluster = ProcessCluster(tmp_path_factory.mktemp("dask"))
-        try:
-            cluster.add_worker("a")
-            cluster.add_worker("b")
-        except BaseException:
-            cluster.close()
-            raise
-    yield cluster
-    cluster.close()
+    workers = {"a": {}, "b": {}}
+    with process_cluster(tmp_path_factory.mktemp("dask"), workers, [HERE]) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 import pytest
 import requests
-from cluster_support import ProcessCluster, poll
+from cluster_support import ProcessCluster, poll, process_cluster
 from runtime_server import HERE, RuntimeServer, deep_merge
 
 from caikit_dask.example import EchoWithContext, TextClassifier
@@ -69,25 +69,15 @@ LONG_TRAINING = {"epochs": 10000, "sleep_per_epoch": 0.05, "n_features": 1024}
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterable[ProcessCluster]:
     """Scheduler + workers ``cpu`` and ``gpu`` (GPU=1); workers can import tiny_runtime_lib."""
-    with pytest.MonkeyPatch.context() as patch:
-        python_path = [str(HERE), os.environ.get("PYTHONPATH", "")]
-        patch.setenv("PYTHONPATH", os.pathsep.join(python_path).rstrip(os.pathsep))
-        cluster = ProcessCluster(tmp_path_factory.mktemp("dask"))
-        try:
-            cluster.add_worker("cpu")
-            cluster.add_worker("gpu", resources="GPU=1")
-        except BaseException:
-            cluster.close()
-            raise
-    yield cluster
-    cluster.close()
+    workers = {"cpu": {}, "gpu": {"resources": "GPU=1"}}
+    with process_cluster(tmp_path_factory.mktemp("dask"), workers, [HERE]) as cluster:
+        yield cluster
 
 
 def worker_actors(cluster: ProcessCluster) -> list[dict[str, Any]]:
     """Every model actor the workers hold: key, model class, call count, worker name, pid."""
 
     def probe(dask_worker):  # a closure, so cloudpickle ships it by value
-        import os
 
         from caikit_dask.loading.actor import ModelActor
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 
 import pytest
-from cluster_support import TESTS_DIR, ProcessCluster, actor_keys_on_workers, poll
+from cluster_support import TESTS_DIR, ProcessCluster, actor_keys_on_workers, poll, process_cluster
 from memory_testlib import MB, save_memory_model
 from runtime_server import HERE, RuntimeServer
 
@@ -37,15 +37,9 @@ TASK = "example-text-classification"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterable[ProcessCluster]:
-    cluster = ProcessCluster(tmp_path_factory.mktemp("dask"))
-    try:
-        for name in ("a", "b"):
-            cluster.add_worker(name, memory_limit="500MB")
-    except BaseException:
-        cluster.close()
-        raise
-    yield cluster
-    cluster.close()
+    workers = {name: {"memory_limit": "500MB"} for name in ("a", "b")}
+    with process_cluster(tmp_path_factory.mktemp("dask"), workers) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
