@@ -80,11 +80,14 @@ def _on_retiring(event: tuple[float, dict[str, Any]]) -> None:
 def move(replica_set: Any, worker: str, key: str, leaving_workers: set[str]) -> None:
     """Place a replacement elsewhere, then drain and release the leaving replica."""
     spec = replica_set.spec
+    client = replica_set.client
     replica = next((r for r in replica_set.live() if r.future.key == key), None)
     if replica is None or replica_set.closed:
+        # Already leaving routing (closed, or being replaced): nothing to move, and the
+        # retirement must not wait for it (Dask's own retirement then decides).
+        _tell_stays(client, worker, key)
         return
     started = time.monotonic()
-    client = replica_set.client
     try:
         booked, reason, _ = upkeep._book(
             replica_set,
@@ -105,10 +108,7 @@ def move(replica_set: Any, worker: str, key: str, leaving_workers: set[str]) -> 
             worker,
             reason,
         )
-        try:
-            client.log_event(STAYS, {"worker": worker, "key": key})  # the retirement stops waiting
-        except Exception as err:  # noqa: BLE001 - it then waits for its timeout
-            log.debug("Could not tell the scheduler %s stays: %s", key, err)
+        _tell_stays(client, worker, key)
         return
     with _lock:
         _owners.pop(key, None)
@@ -123,3 +123,11 @@ def move(replica_set: Any, worker: str, key: str, leaving_workers: set[str]) -> 
         booked[0][0],
         seconds(time.monotonic() - started),
     )
+
+
+def _tell_stays(client: Client, worker: str, key: str) -> None:
+    """The retirement stops waiting for this actor to move."""
+    try:
+        client.log_event(STAYS, {"worker": worker, "key": key})
+    except Exception as err:  # noqa: BLE001 - it then waits for its timeout
+        log.debug("Could not tell the scheduler %s stays: %s", key, err)
