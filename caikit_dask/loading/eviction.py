@@ -18,6 +18,7 @@ from distributed import Client
 
 from ..errors import log
 from ..per_client import PerClient
+from ..topics import subscribe
 from .scheduler_side import EVICTIONS
 
 _owners: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
@@ -25,7 +26,7 @@ _lock = threading.Lock()
 
 
 def _subscribe(client: Client) -> bool:
-    client.subscribe_topic(EVICTIONS, _on_evictions)
+    subscribe(client, EVICTIONS, _on_evictions)
     return True
 
 

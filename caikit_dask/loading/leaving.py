@@ -21,6 +21,7 @@ from distributed import Client
 from ..errors import log
 from ..formatting import seconds
 from ..per_client import PerClient
+from ..topics import subscribe
 from . import retiring_side, upkeep
 from .placement import release_placements
 from .retiring_side import RETIRING, STAYS, MoveModelsBeforeRetiring
@@ -36,7 +37,7 @@ _lock = threading.Lock()
 
 def _watch(client: Client) -> bool:
     client.register_plugin(MoveModelsBeforeRetiring(MOVE_TIMEOUT))
-    client.subscribe_topic(RETIRING, _on_retiring)
+    subscribe(client, RETIRING, _on_retiring)
     return True
 
 

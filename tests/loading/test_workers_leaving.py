@@ -146,12 +146,6 @@ def test_adaptive_cluster_serving_a_model_scales_down(cluster, trained_model_dir
     model.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, open in issue 14: run after the other tests of this file, the owner "
-    "sometimes never hears the retirement, so the scheduler waits the whole MOVE_TIMEOUT "
-    "(120 s) before Dask refuses; the worker still stays and the model still serves",
-)
 @pytest.mark.parametrize("cluster", [1], indirect=True)
 def test_the_only_worker_is_not_retired_and_keeps_serving(cluster, trained_model_dir):
     model = _load(cluster, "retire-the-only-worker", 1, trained_model_dir)
