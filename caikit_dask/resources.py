@@ -62,3 +62,11 @@ def describe_missing(worker_resources: dict[str, dict[str, float]], wanted: dict
         f"Start workers with e.g. `dask worker --resources "
         f"{flags}` or change the requested resources"
     )
+
+
+def describe_taken(wanted: dict, workers: int) -> str:
+    """A sentence for resources that workers offer but other models' replicas hold."""
+    return (
+        f"every worker offering resources {wanted} has them taken by other models "
+        f"({workers} workers); add workers (or make the cluster adaptive), or close a model"
+    )

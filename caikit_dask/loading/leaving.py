@@ -96,6 +96,7 @@ def move(replica_set: Any, worker: str, key: str, leaving_workers: set[str]) -> 
             avoid={r.worker for r in replica_set.live()},
             exclude=leaving_workers | replica_set.lost_workers,
             client=client,
+            ask_for_workers=False,  # the cluster is shrinking: use the room it keeps
         )
         if booked:
             upkeep.place(replica_set, booked)

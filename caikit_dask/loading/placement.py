@@ -16,7 +16,7 @@ import cloudpickle
 from distributed import Client
 
 from ..errors import DaskBackendError, error, log
-from ..resources import describe_missing
+from ..resources import describe_missing, describe_taken
 from . import scheduler_side
 from .memory import MemoryNeed, describe_no_room
 from .scheduler_side import PLACEMENTS
@@ -84,6 +84,8 @@ def book_workers(
     offered = outcome["offered"]
     if resources and not any(_covers(o, resources) for o in offered.values()):
         return Booking([], describe_missing(offered, resources))
+    if resources and not any(_covers(o, resources) for o in outcome["unbooked"].values()):
+        return Booking([], describe_taken(resources, len(offered)))
     if memory is not None and offered:
         return Booking([], describe_no_room(outcome, memory.policy))
     if resources:

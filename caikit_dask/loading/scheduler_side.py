@@ -4,7 +4,7 @@ Dask holds an actor's resources only while its constructor runs (distributed#284
 so we keep our own book of placements in the scheduler's task metadata:
 ``{PLACEMENTS: {worker: {actor key: resources}}}``, and beside it what each loaded
 model takes of its worker's memory: ``{MEMORY: {worker: {actor key: booking}}}``, a
-booking being ``{"model", "bytes", "used", "evictable", "loaded"}``. Choosing workers,
+booking being ``{"model", "bytes", "used", "evictable", "loaded", "fraction"}``. Choosing workers,
 choosing what to evict and writing both books happen in one function on the
 scheduler's event loop, and so do releases, so concurrent loads and unloads, from
 any thread or client process, see each other's placements and never lose an update.
@@ -44,8 +44,9 @@ def reserve(
     there covers the model (its measured size if one was remembered); with
     ``evict`` the least recently used loaded models of a worker are evicted to make
     room. Returns ``{"placed": [[worker, key], ...], "evicted": [[worker, key], ...],
-    "bytes": size}``, or ``{"offered": {worker: resources}, "free": {worker: bytes},
-    "paused": [worker, ...], "bytes": size}`` when nothing fits.
+    "bytes": size}``, or ``{"offered": {worker: resources}, "unbooked": {worker: resources
+    left}, "free": {worker: bytes}, "paused": [worker, ...], "bytes": size}`` when
+    nothing fits.
     """
     metadata = dask_scheduler.task_metadata
     book = metadata.setdefault(PLACEMENTS, {})
@@ -90,6 +91,7 @@ def reserve(
                 "used": now,
                 "evictable": bool(memory.get("evict")),
                 "loaded": False,
+                "fraction": memory["fraction"],
             }
         placed.append([chosen, key])
     if evicted:
@@ -99,6 +101,11 @@ def reserve(
     return {
         "offered": {
             address: dict(worker.resources or {})
+            for address, worker in dask_scheduler.workers.items()
+            if address not in excluded
+        },
+        "unbooked": {
+            address: _unbooked(worker, book.get(address) or {})
             for address, worker in dask_scheduler.workers.items()
             if address not in excluded
         },
@@ -112,13 +119,18 @@ def reserve(
     }
 
 
-def _resources_fit(worker: Any, held: dict[str, Any], resources: dict[str, float]) -> bool:
-    offered = worker.resources or {}
-    taken: dict[str, float] = {}
+def _unbooked(worker: Any, held: dict[str, Any]) -> dict[str, float]:
+    """The worker's declared resources less what the book holds there."""
+    left = dict(worker.resources or {})
     for booked in held.values():
         for name, amount in (booked or {}).items():
-            taken[name] = taken.get(name, 0) + amount
-    return all(offered.get(n, 0) - taken.get(n, 0) >= amount for n, amount in resources.items())
+            left[name] = left.get(name, 0) - amount
+    return left
+
+
+def _resources_fit(worker: Any, held: dict[str, Any], resources: dict[str, float]) -> bool:
+    left = _unbooked(worker, held)
+    return all(left.get(name, 0) >= amount for name, amount in resources.items())
 
 
 def _free(dask_scheduler: Any, memory_book: dict, address: str, memory: Any) -> float | None:

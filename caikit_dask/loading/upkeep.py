@@ -19,6 +19,7 @@ from . import eviction, leaving
 from .memory import MemoryNeed
 from .placement import Booking, book_workers, record_loaded, release_placements
 from .replicas import Replica, ReplicaSet
+from .scale_up import book_on_new_workers, count_models_in_adaptive_target
 from .starting import WorkerLostDuringLoad, detach_handle_future, start_actor
 
 exiting = threading.Event()  # set at interpreter exit (see health)
@@ -31,40 +32,53 @@ def start(replica_set: ReplicaSet) -> None:
     """
     spec = replica_set.spec
     replica_set.on_demand = lambda: _start_load_on_demand(replica_set)
+    count_models_in_adaptive_target(replica_set.client)
     if spec.lazy:
         return
     booked = _book(replica_set, spec.count).or_raise()
-    if len(booked) < spec.count:
-        log.warning(
-            "<DSK50000010W>",
-            "Only %d of %d replicas of %s fit the cluster's free resources %s",
-            len(booked),
-            spec.count,
-            spec.module_id,
-            spec.resources,
-        )
     try:
         place(replica_set, booked)
+        for _ in range(spec.count - len(booked)):  # room for the rest may come from scaling
+            reason = grow(replica_set)
+            if reason is not None:
+                log.warning(
+                    "<DSK50000010W>",
+                    "Only %d of %d replicas of %s fit the cluster: %s",
+                    len(replica_set.live()),
+                    spec.count,
+                    spec.module_id,
+                    reason,
+                )
+                break
     except BaseException:
         replica_set.close()
         raise
 
 
 def _book(
-    replica_set: ReplicaSet, count: int, avoid: Any = (), exclude: Any = (), client: Any = None
+    replica_set: ReplicaSet,
+    count: int,
+    avoid: Any = (),
+    exclude: Any = (),
+    client: Any = None,
+    ask_for_workers: bool = True,
 ) -> Booking:
-    """Book ``count`` workers with room (resources and memory) for the set's model."""
+    """Book ``count`` workers with room (resources and memory) for the set's model.
+
+    With none, an adaptive cluster is asked for more workers first (see ``scale_up``).
+    """
     spec = replica_set.spec
+    client = client or replica_set.client
     need = MemoryNeed(spec.memory, spec.source.path, spec.size_on_disk, replica_set.connection)
-    return book_workers(
-        client or replica_set.client,
-        spec.module_id,
-        count,
-        spec.resources,
-        avoid=avoid,
-        exclude=exclude,
-        memory=need,
-    )
+
+    def book() -> Booking:
+        return book_workers(
+            client, spec.module_id, count, spec.resources, avoid, exclude, memory=need
+        )
+
+    if not ask_for_workers:
+        return book()
+    return book_on_new_workers(client, spec.module_id, book)
 
 
 def _start_load_on_demand(replica_set: ReplicaSet) -> None:

@@ -35,10 +35,10 @@ def test_stops_landing_as_calls_end_never_reach_the_next_work():
     outcomes = {"done": 0, "canceled": 0}
     try:
         for attempt in range(300):
-            seconds = 0.0002 * (attempt % 10)  # stops land before, during and after the call
+            seconds = 0.001 * (attempt % 10)
             call = StoppableCall(f"c{attempt}", dumps(("spin", (seconds,), {})), loop)
             ran = pool.submit(call.run, _Spinner())
-            time.sleep(seconds)
+            time.sleep(seconds * (attempt % 3) / 2)  # stops land before, during and after it
             call.stop(dequeued=False)
             ran.result(5)
             assert pool.submit(_other_work).result(5) == "clean"
