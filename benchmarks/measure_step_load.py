@@ -1,9 +1,13 @@
-"""Benchmark 9: autoscaling under a step load, 1 -> 16 -> 1 caller threads.
+"""Benchmark 10: autoscaling under a step load, 1 -> 16 -> 1 caller threads, on an
+adaptive LocalCluster.
 
 One ``BenchSpin`` model (~10 ms of GIL-holding work per call) with
-``autoscaling`` and short delays, so a run sees it grow and shrink. Per phase:
-calls/s, p99 and failed calls (the goal is none); over the whole run, the
-replica count each time it changed.
+``autoscaling`` and short delays, so a run sees it grow and shrink. The model
+takes one ``MODEL`` resource and each worker offers one, so every replica needs
+a worker of its own: the cluster (``adapt`` 1..4 workers) grows as replicas ask
+for room and shrinks once they leave. Per phase: calls/s, p99 and failed calls
+(the goal is none); over the whole run, the replica and worker counts each time
+they changed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,19 @@ AUTOSCALING = {
     "upscale_delay": "0.5s",
     "downscale_delay": "1s",
 }
+ADAPT = {"minimum": 1, "maximum": 4, "interval": "200ms", "wait_count": 3}
+CLUSTER = {
+    "class": "distributed.LocalCluster",
+    "kwargs": {
+        "n_workers": 1,
+        "threads_per_worker": 1,
+        "processes": True,
+        "resources": {"MODEL": 1},
+        "host": "127.0.0.1",
+        "dashboard_address": None,
+    },
+    "adapt": ADAPT,
+}
 STEPS = (1, 16, 1)  # caller threads per phase
 SAMPLE_S = 0.05
 
@@ -40,23 +57,33 @@ class StepLoadBenchmark(Benchmark):
         from caikit.core.modules import ModuleConfig
 
         from caikit_dask import DaskModelInitializer
+        from caikit_dask.connection import DaskConnection
 
+        connection = {"cluster": CLUSTER}
         initializer = DaskModelInitializer(
-            {"connection": {"address": self.session.address}, "autoscaling": AUTOSCALING},
+            {
+                "connection": connection,
+                "resources": {"MODEL": 1},
+                "autoscaling": AUTOSCALING,
+            },
             "bench-step",
         )
-        proxy = initializer.init(ModuleConfig.load(self.path))
-        timeline = _Timeline(proxy)
         try:
-            phases = [
-                _phase(proxy, threads, seconds)
-                for threads, seconds in zip(STEPS, self.plan.step_phases, strict=True)
-            ]
+            proxy = initializer.init(ModuleConfig.load(self.path))
+            timeline = _Timeline(proxy, DaskConnection.from_config(connection).client)
+            try:
+                phases = [
+                    _phase(proxy, threads, seconds)
+                    for threads, seconds in zip(STEPS, self.plan.step_phases, strict=True)
+                ]
+            finally:
+                timeline.stop()
+                proxy.close()
         finally:
-            timeline.stop()
-            proxy.close()
+            DaskConnection.from_config(connection).close()
         return {
             "autoscaling": AUTOSCALING,
+            "adapt": {k: ADAPT[k] for k in ("minimum", "maximum")},
             "phases": phases,
             "timeline": timeline.changes,
             "failed": sum(phase["failed"] for phase in phases),
@@ -67,21 +94,27 @@ def _resident(proxy: Any) -> int:
     return sum(replica["state"] == "resident" for replica in proxy.replicas)
 
 
-class _Timeline:
-    """The replica count, sampled in the background; kept where it changed."""
+def _workers(client: Any) -> int:
+    from caikit_dask import cluster_state
 
-    def __init__(self, proxy: Any):
-        self.proxy, self.started = proxy, time.perf_counter()
-        self.changes: list[tuple[float, int]] = [(0.0, _resident(proxy))]
+    return len(cluster_state.workers(client))
+
+
+class _Timeline:
+    """The replica and worker counts, sampled in the background; kept where they changed."""
+
+    def __init__(self, proxy: Any, client: Any):
+        self.proxy, self.client, self.started = proxy, client, time.perf_counter()
+        self.changes: list[tuple[float, int, int]] = [(0.0, _resident(proxy), _workers(client))]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_S):
-            count = _resident(self.proxy)
-            if count != self.changes[-1][1]:
-                self.changes.append((round(time.perf_counter() - self.started, 2), count))
+            counts = (_resident(self.proxy), _workers(self.client))
+            if counts != self.changes[-1][1:]:
+                self.changes.append((round(time.perf_counter() - self.started, 2), *counts))
 
     def stop(self) -> None:
         self._stop.set()

@@ -430,16 +430,17 @@ def _step_load(results: dict) -> list[str]:
         ]
         for index, phase in enumerate(step["phases"])
     ]
+    adapt = step["adapt"]
     lines = table(
         f"10. step load, BenchSpin ~10 ms/call, autoscaling target "
         f"{scaling['target_ongoing_requests']} per replica, max {scaling['max_replicas']}, "
-        f"up after {scaling['upscale_delay']}, down after {scaling['downscale_delay']}",
+        f"up after {scaling['upscale_delay']}, down after {scaling['downscale_delay']}; "
+        f"adaptive LocalCluster {adapt['minimum']}..{adapt['maximum']} workers, one replica each",
         ["phase", "threads", "s", "calls/s", "p99 ms", "replicas", "failed"],
         rows,
     )
-    lines.append(
-        "replicas over time: " + ", ".join(f"{count} at {t:.1f}s" for t, count in step["timeline"])
-    )
+    changes = (f"{replicas}/{workers} at {t:.1f}s" for t, replicas, workers in step["timeline"])
+    lines.append("replicas/workers over time: " + ", ".join(changes))
     return lines
 
 

@@ -26,8 +26,8 @@ class ModelOverloaded(DaskBackendError, CaikitRuntimeException):
     """A call refused at once because the model's queue is full (``max_queued_calls``).
 
     A ``CaikitRuntimeException`` with gRPC status RESOURCE_EXHAUSTED, so
-    ``caikit.runtime`` answers gRPC RESOURCE_EXHAUSTED and HTTP 429 (caikit's own
-    mapping of that status) instead of an internal error.
+    ``caikit.runtime`` answers gRPC RESOURCE_EXHAUSTED and HTTP 503 (see
+    ``overload_status``) instead of an internal error.
     """
 
     def __init__(self, message: str):

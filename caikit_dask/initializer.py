@@ -14,6 +14,7 @@ from caikit.core.modules import ModuleBase, ModuleConfig
 
 from .backend import DaskBackend
 from .config import BackendConfig
+from .overload_status import answer_overload_with_503
 
 
 class DaskModelInitializer(ModelInitializerBase):
@@ -28,6 +29,8 @@ class DaskModelInitializer(ModelInitializerBase):
             path=f"model_management.initializers.{instance_name}.config",
             allowed=BackendConfig.INITIALIZER_KEYS,
         )
+        if self.backend.settings.max_queued_calls is not None:
+            answer_overload_with_503()
 
     def init(self, model_config: ModuleConfig, **kwargs: Any) -> ModuleBase | None:
         """Load into actors; None when no registered module matches the model."""

@@ -27,6 +27,7 @@ import dask.config
 from dask.utils import parse_timedelta
 from distributed import Client
 
+from .. import cluster_state
 from ..errors import log
 from ..formatting import seconds
 from ..per_client import PerClient
@@ -129,7 +130,7 @@ def _own_adaptive(client: Client) -> Any:
 
 def _at_maximum(client: Client, adaptive: Any) -> bool:
     maximum = adaptive.maximum
-    return maximum is not None and len(client.scheduler_info(n_workers=-1)["workers"]) >= maximum
+    return maximum is not None and len(cluster_state.workers(client)) >= maximum
 
 
 def _someone_adapts(answer: dict) -> bool:

@@ -1,6 +1,8 @@
 """The max_queued_calls rule on plain numbers (real calls: tests/runtime/test_backpressure.py)."""
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -42,3 +44,20 @@ def test_refusals_are_logged_once_per_period_with_their_count(caplog):
                 limit.admit(MAX_CONCURRENCY, 1)
     warnings = [r for r in caplog.records if "overloaded" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+def test_an_initializer_with_a_queue_limit_makes_caikit_answer_overload_with_503():
+    """In a fresh process: caikit's HTTP table changes only once the key is configured."""
+    script = (
+        "import grpc\n"
+        "from caikit.runtime.names import STATUS_CODE_TO_HTTP as table\n"
+        "from caikit_dask import DaskModelInitializer\n"
+        "code = grpc.StatusCode.RESOURCE_EXHAUSTED\n"
+        "DaskModelInitializer({}, 'plain')\n"
+        "print(table[code])\n"
+        "DaskModelInitializer({'max_queued_calls': 2}, 'limited')\n"
+        "print(table[code])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["429", "503"]

@@ -18,7 +18,7 @@ from cluster_support import poll, worker_env
 from dask_testlib import save_fault_model
 from distributed import Client, LocalCluster
 
-from caikit_dask import DaskModelInitializer
+from caikit_dask import DaskModelInitializer, cluster_state
 from caikit_dask.connection import DaskConnection
 from caikit_dask.errors import DaskBackendError
 
@@ -66,7 +66,7 @@ def _load(connection, model_path, **settings):
 
 
 def _workers(client: Client) -> list[str]:
-    return list(client.scheduler_info(n_workers=-1)["workers"])
+    return list(cluster_state.workers(client))
 
 
 def _adaptive_target(client: Client) -> int:

@@ -4,7 +4,7 @@ A replica runs 4 calls at once; a model with ``replicas: R`` and ``max_queued_ca
 takes ``4R + N`` outstanding calls and refuses the next ones at once. Real processes: a
 ``dask scheduler`` and two ``dask worker`` subprocesses that import ``tiny_runtime_lib``
 (whose ``SlowGreeter`` sleeps in each call), the proxy in this process, and a real
-``caikit.runtime`` for gRPC (RESOURCE_EXHAUSTED) and HTTP (429, caikit's mapping of it).
+``caikit.runtime`` for gRPC (RESOURCE_EXHAUSTED) and HTTP (503).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def grpc_code(call) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.OK, ""
 
 
-def test_overload_is_resource_exhausted_over_grpc_and_429_over_http(runtime, cluster):
+def test_overload_is_resource_exhausted_over_grpc_and_503_over_http(runtime, cluster):
     """With the model's 5 places taken, every kind of call is refused at once."""
     before = actor_calls(cluster)
     busy = [
@@ -212,13 +212,13 @@ def test_overload_is_resource_exhausted_over_grpc_and_429_over_http(runtime, clu
     assert "overloaded" in details, details
 
     response = runtime.http_predict("slow-greeting", "slow", "h")
-    assert response.status_code == 429, response.text
+    assert response.status_code == 503, response.text
     assert "overloaded" in response.json()["details"], response.text
     assert "max_queued_calls=1" in response.json()["details"], response.text
 
     events = runtime.http_stream("slow-greeting", "slow", "e")
     assert [event for event, _ in events] == ["error"], events
-    assert events[0][1]["code"] == 429 and "overloaded" in events[0][1]["details"], events
+    assert events[0][1]["code"] == 503 and "overloaded" in events[0][1]["details"], events
     assert time.monotonic() - started < 4 * AT_ONCE + 2, "the refusals were not at once"
 
     for thread in busy:
@@ -244,7 +244,7 @@ def test_a_burst_over_grpc_and_http_refuses_exactly_the_overflow(runtime):
     outcomes = run_in_threads(call, 8)
     assert all(outcome is not None for outcome in outcomes), "a request hung"
     answered = [took for code, took in outcomes if code in (200, grpc.StatusCode.OK)]
-    refused = [took for code, took in outcomes if code in (429, REFUSED)]
+    refused = [took for code, took in outcomes if code in (503, REFUSED)]
     assert (len(answered), len(refused)) == (5, 3), outcomes
     assert max(refused) < AT_ONCE + 1, outcomes  # + the runtime's own overhead
 
