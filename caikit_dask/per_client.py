@@ -38,6 +38,14 @@ class PerClient(Generic[T]):
         with self._lock:
             return self._values.get(client)
 
+    def renew(self, client: Client) -> T | None:
+        """Make the client's value again if it had one (its scheduler was replaced)."""
+        with self._lock:
+            if client not in self._values:
+                return None
+            value = self._values[client] = self._factory(client)
+            return value
+
     def pop(self, client: Client) -> T | None:
         """Forget the client's value (e.g. when the client closes) and return it."""
         with self._lock:

@@ -33,6 +33,11 @@ def _subscribe(client: Client) -> bool:
 _subscribed: PerClient[bool] = PerClient(_subscribe)
 
 
+def renew(client: Client) -> None:
+    """On a new scheduler: subscribe again (the subscription lived on the old one)."""
+    _subscribed.renew(client)
+
+
 def own(client: Client, replica_set: Any, keys: list[str]) -> None:
     """Have evictions of these actor keys reach ``replica_set``."""
     _subscribed.get(client)

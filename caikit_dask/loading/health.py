@@ -19,7 +19,7 @@ from typing import Any
 from .. import cluster_state
 from ..connection import DaskConnection
 from ..errors import log
-from . import upkeep
+from . import eviction, leaving, scale_up, upkeep
 from .memory import LastCalls
 from .placement import push_last_calls
 from .replicas import Replica, ReplicaSet
@@ -121,6 +121,9 @@ def _push_last_calls(connection: DaskConnection) -> None:
             log.debug("Could not report last calls: %s", err)
 
 
+_scheduler_ids: weakref.WeakKeyDictionary[DaskConnection, str] = weakref.WeakKeyDictionary()
+
+
 def _workers_of(connection: DaskConnection) -> Any:
     """The scheduler's workers, or None when there is nothing definite to check against."""
     client = connection.open_client  # never reopened from here: closed means closed
@@ -131,10 +134,27 @@ def _workers_of(connection: DaskConnection) -> Any:
         identity = client.sync(
             client.scheduler.identity, n_workers=-1, callback_timeout=_ASK_WITHIN
         )
-        return identity["workers"]
     except Exception as err:  # noqa: BLE001 - scheduler away: nothing is definite
         log.debug("Health check skipped: %s", err)
         return None
+    scheduler_id, known = identity.get("id"), _scheduler_ids.get(connection)
+    if known is None or scheduler_id == known or _renew_scheduler_side(client):
+        _scheduler_ids[connection] = scheduler_id
+    return identity["workers"]
+
+
+def _renew_scheduler_side(client: Any) -> bool:
+    """A new scheduler answers at the old address: what our models keep on the scheduler
+    (the plugins for retirements and adaptive scaling, the topic subscriptions) lived on
+    the old one, so set it up again. False if that failed (the next round tries again)."""
+    log.info("<DSK50000029I>", "A new scheduler answers at %s", client.scheduler.address)
+    try:
+        for renew in (leaving.renew, eviction.renew, scale_up.renew):
+            renew(client)
+    except Exception as err:  # noqa: BLE001 - the models serve; the next round retries
+        log.warning("<DSK50000030W>", "Could not set up the new scheduler yet: %s", err)
+        return False
+    return True
 
 
 # Registered after distributed's own exit hooks, so it runs before they close the clients.

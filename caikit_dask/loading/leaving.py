@@ -44,6 +44,11 @@ def _watch(client: Client) -> bool:
 _watching: PerClient[bool] = PerClient(_watch)
 
 
+def renew(client: Client) -> None:
+    """On a new scheduler: register the plugin and subscribe again (they lived on the old)."""
+    _watching.renew(client)
+
+
 def own(client: Client, replica_set: Any, keys: list[str]) -> None:
     """Have retirements of the workers holding these actor keys reach ``replica_set``."""
     try:

@@ -61,6 +61,11 @@ def count_models_in_adaptive_target(client: Client) -> None:
         )
 
 
+def renew(client: Client) -> None:
+    """On a new scheduler: register the plugin again (it lived on the old one)."""
+    _plugged.renew(client)
+
+
 def timeout() -> float:
     return parse_timedelta(dask.config.get(TIMEOUT_KEY, DEFAULT_TIMEOUT))
 

@@ -56,6 +56,13 @@ def test_scheduler_killed_and_restarted(process_cluster, trained_model_dir):
     poll(answers, 90, interval=0.5, what="the model to be reloaded on the new workers")
     assert {r["worker"] for r in model.replicas} <= set(process_cluster.worker_names().values())
 
+    # What the model keeps on the scheduler was set up again on the new one: retiring
+    # its worker moves it first (Dask alone refuses to retire a worker holding an actor).
+    [holder] = [r["worker"] for r in model.replicas]
+    assert holder in process_cluster.client.retire_workers([holder], close_workers=True)
+    assert model.run("What a lovely day").label == expected
+    assert [r["worker"] for r in model.replicas] != [holder]
+
     info = training.get_info()
     assert info.status is JobStatus.ERRORED
     assert "lost" in str(info.errors[0])
