@@ -77,8 +77,13 @@ def actor_keys_on_workers(client: Client) -> set[str]:
 class ProcessCluster:
     """``dask scheduler`` and ``dask worker`` as separate OS processes on 127.0.0.1."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(
+        self, tmp_path: Path, http_port: int | None = None, scheduler_env: dict | None = None
+    ):
+        """``http_port``: serve the scheduler's HTTP routes there (with ``scheduler_env``,
+        e.g. the routes a manifest turns on); otherwise no dashboard."""
         self.tmp_path = tmp_path
+        self.http_port, self.scheduler_env = http_port, scheduler_env or {}
         self.scheduler_file = tmp_path / "scheduler.json"
         self.workers: dict[str, subprocess.Popen] = {}
         self.scheduler = self._start_scheduler("0")
@@ -103,11 +108,15 @@ class ProcessCluster:
                 "127.0.0.1",
                 "--port",
                 port,
-                "--no-dashboard",
+                *(
+                    ["--dashboard-address", f"127.0.0.1:{self.http_port}"]
+                    if self.http_port
+                    else ["--no-dashboard"]
+                ),
                 "--scheduler-file",
                 str(self.scheduler_file),
             ],
-            env=worker_env(),
+            env={**worker_env(), **self.scheduler_env},
             stdout=subprocess.DEVNULL,
             stderr=open(self.tmp_path / "scheduler.log", "ab"),  # noqa: SIM115
         )
