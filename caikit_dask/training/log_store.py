@@ -15,7 +15,9 @@ from typing import Any
 
 from distributed import Client
 
-from .events import LOG_STORE, LOG_TOPIC
+from .events import LOG_STORE, LOG_TOPIC, STATE_TOPIC
+
+FORGOTTEN_KEPT = 10_000  # task keys of forgotten trainings the plugin remembers
 
 
 def log_store_plugin() -> Any:
@@ -24,7 +26,8 @@ def log_store_plugin() -> Any:
 
     from distributed.diagnostics.plugin import SchedulerPlugin
 
-    topic = LOG_TOPIC
+    topic, topics = LOG_TOPIC, (LOG_TOPIC, STATE_TOPIC)
+    keep_forgotten = FORGOTTEN_KEPT
 
     class TrainingLogStore(SchedulerPlugin):
         name = LOG_STORE
@@ -33,8 +36,27 @@ def log_store_plugin() -> Any:
             # training id -> (task key, deque of (run, seq, line)); a rerun of the id
             # under a new key starts a new log.
             self.logs: dict[str, tuple[str, deque]] = {}
+            # Task keys of forgotten trainings: their late events are dropped on arrival.
+            self.forgotten: dict[str, None] = {}
+            self.scheduler: Any = None
+
+        async def start(self, scheduler: Any) -> None:
+            self.scheduler = scheduler
+
+        def forget(self, key: str) -> None:
+            """The training is forgotten: an event of it still on its way goes too."""
+            self.forgotten[key] = None
+            while len(self.forgotten) > keep_forgotten:
+                del self.forgotten[next(iter(self.forgotten))]
 
         def log_event(self, name: str, msg: Any) -> None:
+            if name in topics and isinstance(msg, dict) and msg.get("key") in self.forgotten:
+                # Sent before the training was forgotten, arrived after (the worker's and
+                # the deleting client's streams are not ordered with the delete).
+                kept = self.scheduler._broker._topics.get(name) if self.scheduler else None
+                if kept is not None and kept.events and kept.events[-1][1] is msg:
+                    kept.events.pop()
+                return
             if name != topic or not isinstance(msg, dict) or "line" not in msg:
                 return
             training_id, key = msg.get("id"), msg.get("key")

@@ -144,6 +144,8 @@ def forget_training(
         plugin = dask_scheduler.plugins.get(store)
         if plugin is not None and plugin.logs.get(training_id, (None,))[0] == key:
             del plugin.logs[training_id]
+        if hasattr(plugin, "forget"):  # a store from an older caikit-dask has none
+            plugin.forget(key)
         for name in topics:  # the broker's bounded deque of (time, msg) per topic
             kept = dask_scheduler._broker._topics.get(name)
             if kept is not None:

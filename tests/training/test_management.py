@@ -227,3 +227,23 @@ def test_retention_forgets_the_log_too(connection, observer):
     key = future.training.key
     poll(lambda: _is_not_found(trainer, future.id), 10, interval=0.2, what="the purge")
     assert "log" not in left_on_scheduler(observer, future.id, key)
+
+
+def test_an_event_of_a_deleted_training_arriving_late_is_dropped(connection, observer):
+    """A worker's last event and the delete travel on different connections: one sent
+    before the delete may reach the scheduler after it, and must not stay there."""
+    trainer = DaskModelTrainer({"connection": connection}, "late-event")
+    future = trainer.train(TextClassifier, epochs=2)
+    future.wait(60)
+    key = future.training.key
+    trainer.delete_training(future.id)
+    late = {"id": future.id, "key": key, "state": "canceled", "time": 0.0}
+    observer.log_event(STATE_TOPIC, late)
+    observer.log_event(LOG_TOPIC, {**late, "line": "a late line"})
+    observer.log_event("late-event-marker", {})  # same stream: arrives after both
+
+    def marker_arrived(dask_scheduler):
+        return bool(dask_scheduler.get_events("late-event-marker"))
+
+    poll(lambda: observer.run_on_scheduler(marker_arrived), 10, what="the marker event")
+    assert left_on_scheduler(observer, future.id, key) == {}
