@@ -59,11 +59,15 @@ class MemoryPressureBenchmark(Benchmark):
             dashboard_address=None,
             memory_limit=plan.pressure_memory_limit,
         )
+        from caikit_dask.connection import DaskConnection
+
         client = Client(cluster, set_as_default=False)
         try:
             client.run(importlib.import_module, "benchmarks.modules")
             return self._measure(cluster.scheduler_address, client)
         finally:
+            # The models' connection goes with this cluster (else it retries to reconnect).
+            DaskConnection.from_config({"address": cluster.scheduler_address}).close()
             client.close()
             cluster.close(timeout=30)
 
