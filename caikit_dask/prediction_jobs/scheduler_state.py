@@ -14,6 +14,8 @@ from typing import Any
 
 from distributed import Client
 
+from ..published_datasets import drop_published
+
 DATASET_PREFIX = "caikit-dask-prediction-"
 METADATA_KEY = "caikit-dask-prediction-jobs"
 
@@ -54,14 +56,7 @@ def forget(client: Client, job_id: str, task_key: str) -> None:
 
     def forget_on_scheduler(dask_scheduler: Any) -> None:
         # A closure, so cloudpickle sends it by value: the scheduler needs no caikit_dask.
-        publish = dask_scheduler.extensions.get("publish")
-        record = publish.datasets.get(dataset) if publish is not None else None
-        if record is not None and task_key in record["keys"]:
-            del publish.datasets[dataset]
-            dask_scheduler.client_releases_keys(record["keys"], f"published-{dataset}")
-        entry = dask_scheduler.clients.get(f"published-{dataset}")
-        if entry is not None and not entry.wants_what:
-            del dask_scheduler.clients[f"published-{dataset}"]
+        drop_published(dataset, task_key, dask_scheduler=dask_scheduler)
         jobs = dask_scheduler.task_metadata.get(metadata, {})
         if jobs.get(job_id, {}).get("key") == task_key:
             del jobs[job_id]

@@ -14,6 +14,7 @@ from typing import Any
 
 from distributed import Client
 
+from ..published_datasets import drop_published
 from .events import (
     DATASET_PREFIX,
     FINISHED_METADATA,
@@ -127,17 +128,8 @@ def forget_training(
     client_id = client.id if for_all_clients else None
 
     def forget(dask_scheduler: Any) -> None:
-        # Metadata has no delete, and distributed keeps a ``published-<name>`` client
-        # entry per dataset after unpublishing: both would grow by one per training.
-        publish = dask_scheduler.extensions.get("publish")
-        record = publish.datasets.get(dataset) if publish is not None else None
-        if record is not None and key in record["keys"]:
-            del publish.datasets[dataset]
-            dask_scheduler.client_releases_keys(record["keys"], f"published-{dataset}")
-        dask_scheduler.task_metadata.get(metadata, {}).pop(key, None)
-        entry = dask_scheduler.clients.get(f"published-{dataset}")
-        if entry is not None and not entry.wants_what:
-            del dask_scheduler.clients[f"published-{dataset}"]
+        drop_published(dataset, key, dask_scheduler=dask_scheduler)
+        dask_scheduler.task_metadata.get(metadata, {}).pop(key, None)  # metadata has no delete
         if client_id is not None and key in dask_scheduler.tasks:
             reason = f"training {training_id} deleted"
             dask_scheduler.stimulus_cancel([key], client_id, True, reason, reason)
