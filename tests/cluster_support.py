@@ -68,6 +68,22 @@ def run_in_threads(target, count: int, join_timeout: float = 60) -> list:
     return outcomes
 
 
+def calls_until(model, stop: threading.Event, labels: list, text: str):
+    """A caller for ``run_in_threads``: ``model.run(text)`` until ``stop`` is set, keeping
+    each answer's label in ``labels``; returns the failures it met."""
+
+    def call_until_stopped(_index):
+        failures = []
+        while not stop.is_set():
+            try:
+                labels.append(model.run(text).label)
+            except Exception as err:  # noqa: BLE001 - every failure is a test failure
+                failures.append(err)
+        return failures
+
+    return call_until_stopped
+
+
 def actor_keys_on_workers(client: Client) -> set[str]:
     """Keys of every actor instance the workers hold right now."""
     keys = client.run(lambda dask_worker: [str(key) for key in dask_worker.state.actors])

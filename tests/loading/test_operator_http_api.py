@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from caikit.core.modules import ModuleConfig
-from cluster_support import ProcessCluster, poll, run_in_threads
+from cluster_support import ProcessCluster, calls_until, poll, run_in_threads
 
 from caikit_dask import DaskModelInitializer
 from caikit_dask.connection import DaskConnection
@@ -81,15 +81,6 @@ def test_the_operator_scales_a_worker_group_down_with_no_failed_call(
 
     stop, calls, retired = threading.Event(), [], {}
 
-    def call_until_stopped(_index):
-        failures = []
-        while not stop.is_set():
-            try:
-                calls.append(model.run(TEXT).label)
-            except Exception as err:  # noqa: BLE001 - every failure is a test failure
-                failures.append(err)
-        return failures
-
     def scale_down_then_stop():
         try:
             poll(lambda: len(calls) > 100, 30, what="traffic before the scale-down")
@@ -101,7 +92,7 @@ def test_the_operator_scales_a_worker_group_down_with_no_failed_call(
 
     operator = threading.Thread(target=scale_down_then_stop)
     operator.start()
-    outcomes = run_in_threads(call_until_stopped, 16, join_timeout=120)
+    outcomes = run_in_threads(calls_until(model, stop, calls, TEXT), 16, join_timeout=120)
     operator.join(60)
 
     assert None not in outcomes, "a caller hung"

@@ -12,7 +12,7 @@ import time
 import cloudpickle
 import pytest
 from caikit.core.modules import ModuleConfig
-from cluster_support import poll, run_in_threads, worker_env
+from cluster_support import calls_until, poll, run_in_threads, worker_env
 from distributed import Client, LocalCluster
 
 from caikit_dask import DaskModelInitializer
@@ -53,16 +53,7 @@ def _load(cluster, name, replicas, trained_model_dir):
 
 
 def _traffic_until(model, stop: threading.Event, calls: list):
-    def call_until_stopped(_index):
-        failures = []
-        while not stop.is_set():
-            try:
-                calls.append(model.run(TEXT).label)
-            except Exception as err:  # noqa: BLE001 - every failure is a test failure
-                failures.append(err)
-        return failures
-
-    return call_until_stopped
+    return calls_until(model, stop, calls, TEXT)
 
 
 def run_in_background(target, count):
