@@ -77,7 +77,7 @@ def book_on_new_workers(client: Client, module_id: str, book: Callable[[], Booki
         return booking
     adaptive = _own_adaptive(client)
     if adaptive is not None and _at_maximum(client, adaptive):
-        return _refused(booking, f"the cluster is at its adaptive maximum of {adaptive.maximum}")
+        return _refused(booking, _at_maximum_reason(adaptive))
     ask_id = f"{module_id}-{uuid.uuid4().hex[:12]}"
     wait = timeout()
     deadline = time.monotonic() + wait
@@ -109,9 +109,7 @@ def book_on_new_workers(client: Client, module_id: str, book: Callable[[], Booki
                 )
                 return booking
             if adaptive is not None and _at_maximum(client, adaptive):
-                return _refused(
-                    booking, f"the cluster reached its adaptive maximum of {adaptive.maximum}"
-                )
+                return _refused(booking, _at_maximum_reason(adaptive, "now "))
             answer = client.run_on_scheduler(scaling_side.ask, ask_id, deadline - time.monotonic())
     finally:
         try:
@@ -136,6 +134,13 @@ def _own_adaptive(client: Client) -> Any:
 def _at_maximum(client: Client, adaptive: Any) -> bool:
     maximum = adaptive.maximum
     return maximum is not None and len(cluster_state.workers(client)) >= maximum
+
+
+def _at_maximum_reason(adaptive: Any, now: str = "") -> str:
+    return (
+        f"the cluster is {now}at its adaptive maximum of {adaptive.maximum} workers "
+        "(raise the maximum of connection.cluster.adapt, or close a model)"
+    )
 
 
 def _someone_adapts(answer: dict) -> bool:
