@@ -54,3 +54,21 @@ class PerClient(Generic[T]):
     def __len__(self) -> int:
         with self._lock:
             return len(self._values)
+
+
+class PerScheduler(PerClient[T]):
+    """A ``PerClient`` whose value is set up on the client's scheduler (a plugin, a topic
+    subscription). That state dies with the scheduler, so when a new scheduler answers
+    at the same address ``renew_all`` makes every such value again."""
+
+    _all: list[PerScheduler] = []
+
+    def __init__(self, factory: Callable[[Client], T]):
+        super().__init__(factory)
+        PerScheduler._all.append(self)
+
+    @classmethod
+    def renew_all(cls, client: Client) -> None:
+        """Set everything up again on the client's new scheduler (what it had before)."""
+        for setup in list(cls._all):
+            setup.renew(client)

@@ -17,7 +17,7 @@ from typing import Any
 from distributed import Client
 
 from ..errors import log
-from ..per_client import PerClient
+from ..per_client import PerScheduler
 from ..topics import subscribe
 from .scheduler_side import EVICTIONS
 
@@ -30,12 +30,7 @@ def _subscribe(client: Client) -> bool:
     return True
 
 
-_subscribed: PerClient[bool] = PerClient(_subscribe)
-
-
-def renew(client: Client) -> None:
-    """On a new scheduler: subscribe again (the subscription lived on the old one)."""
-    _subscribed.renew(client)
+_subscribed: PerScheduler[bool] = PerScheduler(_subscribe)
 
 
 def own(client: Client, replica_set: Any, keys: list[str]) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 from .. import cluster_state
 from ..connection import DaskConnection
 from ..errors import log
-from . import eviction, leaving, scale_up, upkeep
+from ..per_client import PerScheduler
+from . import upkeep
 from .memory import LastCalls
 from .placement import push_last_calls
 from .replicas import Replica, ReplicaSet
@@ -149,8 +150,7 @@ def _renew_scheduler_side(client: Any) -> bool:
     the old one, so set it up again. False if that failed (the next round tries again)."""
     log.info("<DSK50000029I>", "A new scheduler answers at %s", client.scheduler.address)
     try:
-        for renew in (leaving.renew, eviction.renew, scale_up.renew):
-            renew(client)
+        PerScheduler.renew_all(client)
     except Exception as err:  # noqa: BLE001 - the models serve; the next round retries
         log.warning("<DSK50000030W>", "Could not set up the new scheduler yet: %s", err)
         return False

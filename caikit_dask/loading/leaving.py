@@ -20,7 +20,7 @@ from distributed import Client
 
 from ..errors import log
 from ..formatting import seconds
-from ..per_client import PerClient
+from ..per_client import PerScheduler
 from ..topics import subscribe
 from . import retiring_side, upkeep
 from .placement import release_placements
@@ -41,12 +41,7 @@ def _watch(client: Client) -> bool:
     return True
 
 
-_watching: PerClient[bool] = PerClient(_watch)
-
-
-def renew(client: Client) -> None:
-    """On a new scheduler: register the plugin and subscribe again (they lived on the old)."""
-    _watching.renew(client)
+_watching: PerScheduler[bool] = PerScheduler(_watch)
 
 
 def own(client: Client, replica_set: Any, keys: list[str]) -> None:

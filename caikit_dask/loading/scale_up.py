@@ -30,7 +30,7 @@ from distributed import Client
 from .. import cluster_state
 from ..errors import log
 from ..formatting import seconds
-from ..per_client import PerClient
+from ..per_client import PerScheduler
 from . import scaling_side
 from .placement import Booking
 from .scaling_side import CountModelsInAdaptiveTarget
@@ -48,7 +48,7 @@ def _plug(client: Client) -> bool:
     return True
 
 
-_plugged: PerClient[bool] = PerClient(_plug)
+_plugged: PerScheduler[bool] = PerScheduler(_plug)
 
 
 def count_models_in_adaptive_target(client: Client) -> None:
@@ -59,11 +59,6 @@ def count_models_in_adaptive_target(client: Client) -> None:
         log.warning(
             "<DSK50000026W>", "Adaptive scaling will not count the models it serves: %s", err
         )
-
-
-def renew(client: Client) -> None:
-    """On a new scheduler: register the plugin again (it lived on the old one)."""
-    _plugged.renew(client)
 
 
 def timeout() -> float:
@@ -81,19 +76,20 @@ def book_on_new_workers(client: Client, module_id: str, book: Callable[[], Booki
     ask_id = f"{module_id}-{uuid.uuid4().hex[:12]}"
     wait = timeout()
     deadline = time.monotonic() + wait
+    # Known adaptive (our own Adaptive): ask. Else only if something asked for a target lately.
+    seen = None if adaptive is not None else ADAPTIVE_SEEN
+    answer = client.run_on_scheduler(scaling_side.ask, ask_id, wait, seen)
+    if not answer["asked"]:
+        return booking  # not adaptive: fail as on a fixed cluster, at once
+    log.info(
+        "<DSK50000027I>",
+        "No worker has room for %s (%s): asked the adaptive cluster for a worker more than its %d",
+        module_id,
+        booking.reason,
+        answer["workers"],
+    )
+    started = time.monotonic()
     try:
-        answer = client.run_on_scheduler(scaling_side.ask, ask_id, wait)
-        if adaptive is None and not _someone_adapts(answer):
-            return booking
-        log.info(
-            "<DSK50000027I>",
-            "No worker has room for %s (%s): asked the adaptive cluster for a worker more "
-            "than its %d",
-            module_id,
-            booking.reason,
-            answer["workers"],
-        )
-        started = time.monotonic()
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 client.wait_for_workers(answer["workers"] + 1, timeout=remaining)
@@ -109,8 +105,10 @@ def book_on_new_workers(client: Client, module_id: str, book: Callable[[], Booki
                 )
                 return booking
             if adaptive is not None and _at_maximum(client, adaptive):
-                return _refused(booking, _at_maximum_reason(adaptive, "now "))
-            answer = client.run_on_scheduler(scaling_side.ask, ask_id, deadline - time.monotonic())
+                return _refused(booking, _at_maximum_reason(adaptive, now=True))
+            answer = client.run_on_scheduler(
+                scaling_side.ask, ask_id, deadline - time.monotonic(), None
+            )
     finally:
         try:
             client.run_on_scheduler(scaling_side.withdraw, ask_id)
@@ -136,16 +134,12 @@ def _at_maximum(client: Client, adaptive: Any) -> bool:
     return maximum is not None and len(cluster_state.workers(client)) >= maximum
 
 
-def _at_maximum_reason(adaptive: Any, now: str = "") -> str:
+def _at_maximum_reason(adaptive: Any, now: bool = False) -> str:
     return (
-        f"the cluster is {now}at its adaptive maximum of {adaptive.maximum} workers "
-        "(raise the maximum of connection.cluster.adapt, or close a model)"
+        f"the cluster is {'now ' if now else ''}at its adaptive maximum of "
+        f"{adaptive.maximum} workers (raise the maximum of connection.cluster.adapt, or "
+        "close a model)"
     )
-
-
-def _someone_adapts(answer: dict) -> bool:
-    """Whether an adaptive deployment asked this scheduler for a target lately."""
-    return answer["asked_ago"] is not None and answer["asked_ago"] < ADAPTIVE_SEEN
 
 
 def _refused(booking: Booking, why: str) -> Booking:

@@ -89,17 +89,22 @@ def workers_in_use(scheduler: Any) -> int:
     return min(needed, len(holders))
 
 
-def ask(ask_id: str, ttl: float, *, dask_scheduler: Any) -> dict[str, Any]:
-    """Ask for one more worker than the cluster has now, for ``ttl`` seconds at most.
+def ask(ask_id: str, ttl: float, adaptive_seen: float | None, *, dask_scheduler: Any) -> dict:
+    """Ask for one more worker than the cluster has now, for ``ttl`` seconds at most, if
+    the cluster is adaptive: an adaptive deployment asked for the target in the last
+    ``adaptive_seen`` seconds (None: the caller knows it is adaptive).
 
-    Returns the worker count and how long ago an adaptive deployment last asked for
-    the target (None: never since the plugin started).
+    Returns the worker count and whether the ask was made.
     """
     metadata = dask_scheduler.task_metadata
     workers = len(dask_scheduler.workers)
-    metadata.setdefault(ASKS, {})[ask_id] = {"base": workers, "until": time.time() + ttl}
-    asked = metadata.get(ASKED)
-    return {"workers": workers, "asked_ago": None if asked is None else time.time() - asked}
+    target_asked = metadata.get(ASKED)
+    adaptive = adaptive_seen is None or (
+        target_asked is not None and time.time() - target_asked < adaptive_seen
+    )
+    if adaptive:
+        metadata.setdefault(ASKS, {})[ask_id] = {"base": workers, "until": time.time() + ttl}
+    return {"workers": workers, "asked": adaptive}
 
 
 def withdraw(ask_id: str, *, dask_scheduler: Any) -> None:
