@@ -68,6 +68,28 @@ def run_in_threads(target, count: int, join_timeout: float = 60) -> list:
     return outcomes
 
 
+def unpickled_without_caikit_dask(value, show: str) -> str:
+    """What a fresh Python that cannot import caikit_dask prints of ``show`` (an expression
+    of ``obj``) after unpickling ``value``: whether it travels by value to a scheduler
+    that has no caikit-dask installed."""
+    import cloudpickle
+
+    script = (
+        "import pickle, sys; sys.modules['caikit_dask'] = None; "
+        f"obj = pickle.loads(sys.stdin.buffer.read()); print({show})"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=cloudpickle.dumps(value),
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode().strip()
+
+
 def calls_until(model, stop: threading.Event, labels: list, text: str):
     """A caller for ``run_in_threads``: ``model.run(text)`` until ``stop`` is set, keeping
     each answer's label in ``labels``; returns the failures it met."""

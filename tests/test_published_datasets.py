@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-import cloudpickle
+from cluster_support import unpickled_without_caikit_dask
 from distributed import Client, LocalCluster
 
 from caikit_dask.published_datasets import drop_published
@@ -33,17 +29,4 @@ def test_a_dataset_and_its_client_entry_go_only_while_it_holds_the_key():
 
 
 def test_the_step_reaches_the_scheduler_without_caikit_dask():
-    script = (
-        "import pickle, sys; sys.modules['caikit_dask'] = None; "
-        "print(pickle.loads(sys.stdin.buffer.read()).__name__)"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        input=cloudpickle.dumps(drop_published),
-        capture_output=True,
-        env=env,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode().strip() == "drop_published"
+    assert unpickled_without_caikit_dask(drop_published, "obj.__name__") == "drop_published"

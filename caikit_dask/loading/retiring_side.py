@@ -26,9 +26,10 @@ from typing import Any
 from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from .scheduler_side import PLACEMENTS  # the placement book (a string, sent with the plugin)
+
 RETIRING = "caikit-dask-retiring"  # event topic: {"workers": {worker: [actor key, ...]}}
 STAYS = "caikit-dask-retiring-stays"  # event topic: {"key": actor key} that cannot move
-PLACEMENTS = "caikit-dask-placements"  # the placement book (see ``scheduler_side``)
 _CLOSE_KWARGS = ("close_workers", "remove", "stimulus_id")
 
 

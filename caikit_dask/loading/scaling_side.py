@@ -26,8 +26,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-PLACEMENTS = "caikit-dask-placements"  # the placement book (see ``scheduler_side``)
-MEMORY = "caikit-dask-memory"  # the memory book (see ``scheduler_side``)
+from .scheduler_side import MEMORY, PLACEMENTS  # the books' names (strings, sent by value)
+
 ASKS = "caikit-dask-worker-asks"  # {ask id: {"base": workers when asked, "until": time}}
 ASKED = "caikit-dask-target-asked"  # when adaptive_target was last called
 

@@ -14,7 +14,7 @@ import time
 import dask.config
 import pytest
 from caikit.core.modules import ModuleConfig
-from cluster_support import poll, worker_env
+from cluster_support import poll, unpickled_without_caikit_dask, worker_env
 from dask_testlib import save_fault_model
 from distributed import Client, LocalCluster
 
@@ -164,3 +164,10 @@ def test_autoscaled_replicas_grow_onto_new_workers_and_the_cluster_shrinks_after
         poll(lambda: len(_workers(admin)) == 1, 30, what="the cluster back to one worker")
     assert model.run("hi").label
     model.close()
+
+
+def test_the_scheduler_plugin_needs_no_caikit_dask():
+    from caikit_dask.loading.scale_up import CountModelsInAdaptiveTarget
+
+    shown = unpickled_without_caikit_dask(CountModelsInAdaptiveTarget(), "obj.name")
+    assert shown == "caikit-dask-adaptive-target"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 
-import cloudpickle
 import pytest
 from caikit.core.modules import ModuleConfig
-from cluster_support import calls_until, poll, run_in_threads, worker_env
+from cluster_support import (
+    calls_until,
+    poll,
+    run_in_threads,
+    unpickled_without_caikit_dask,
+    worker_env,
+)
 from distributed import Client, LocalCluster
 
 from caikit_dask import DaskModelInitializer
@@ -198,14 +200,7 @@ def test_a_published_model_keeps_its_worker(cluster, trained_model_dir):
 def test_the_scheduler_plugin_needs_no_caikit_dask():
     from caikit_dask.loading.leaving import MOVE_TIMEOUT, MoveModelsBeforeRetiring
 
-    pickled = cloudpickle.dumps(MoveModelsBeforeRetiring(MOVE_TIMEOUT))
-    script = (
-        "import pickle, sys; sys.modules['caikit_dask'] = None; "
-        "plugin = pickle.loads(sys.stdin.buffer.read()); print(plugin.name, plugin.timeout)"
+    shown = unpickled_without_caikit_dask(
+        MoveModelsBeforeRetiring(MOVE_TIMEOUT), "obj.name, obj.timeout"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], input=pickled, capture_output=True, env=env, timeout=60
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode().split() == ["caikit-dask-retiring", str(MOVE_TIMEOUT)]
+    assert shown.split() == ["caikit-dask-retiring", str(MOVE_TIMEOUT)]
