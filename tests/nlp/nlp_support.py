@@ -72,6 +72,26 @@ def assert_close(actual: Any, expected: Any, path: str = "result") -> None:
         assert actual == expected, f"{path}: {actual!r} != {expected!r}"
 
 
+def assert_served_as_local(
+    runtime: Any,
+    expected: Any,
+    model_id: str,
+    grpc_method: str,
+    http_task: str,
+    inputs: Any,
+    parameters: dict | None = None,
+) -> None:
+    """``model_id`` answers ``inputs`` (and ``parameters``) over gRPC and HTTP with what a
+    local run gave (``expected``)."""
+    request = dict(inputs) if isinstance(inputs, dict) else {"text": inputs}
+    request.update(parameters or {})
+    reply = runtime.grpc_call(f"{NLP_SERVICE}/{grpc_method}", request, model_id=model_id)
+    assert_close(reply, as_grpc_json(expected))
+    response = runtime.http_predict(http_task, model_id, inputs, parameters)
+    assert response.status_code == 200, response.text
+    assert_close(response.json(), as_http_json(expected))
+
+
 def as_grpc_json(result: Any) -> dict:
     """A data-model result as the gRPC helpers return replies (proto3 JSON, field names)."""
     return json_format.MessageToDict(result.to_proto(), preserving_proto_field_name=True)

@@ -19,9 +19,9 @@ from caikit_nlp.modules.tokenization import RegexSentenceSplitter  # noqa: E402
 from nlp_support import (  # noqa: E402
     NLP_SERVICE,
     as_grpc_json,
-    as_http_json,
     as_plain,
     assert_close,
+    assert_served_as_local,
 )
 
 from caikit_dask import DaskModelInitializer  # noqa: E402
@@ -89,24 +89,26 @@ def runtime(nlp_runtime_factory, local_cluster, model_dirs):
 
 def test_text_classification_served_by_the_runtime(runtime, model_dirs):
     classifier = SequenceClassification.load(model_dirs["classifier"])
-    reply = runtime.grpc_call(
-        f"{NLP_SERVICE}/TextClassificationTaskPredict", {"text": TEXT}, model_id="classifier"
+    assert_served_as_local(
+        runtime,
+        classifier.run(TEXT),
+        "classifier",
+        "TextClassificationTaskPredict",
+        "text-classification",
+        TEXT,
     )
-    assert_close(reply, as_grpc_json(classifier.run(TEXT)))
-    response = runtime.http_predict("text-classification", "classifier", TEXT)
-    assert response.status_code == 200, response.text
-    assert_close(response.json(), as_http_json(classifier.run(TEXT)))
 
 
 def test_token_classification_and_its_bidi_stream_served_by_the_runtime(runtime, model_dirs):
     spans = FilteredSpanClassification.load(model_dirs["spans"])
-    reply = runtime.grpc_call(
-        f"{NLP_SERVICE}/TokenClassificationTaskPredict", {"text": TEXT}, model_id="spans"
+    assert_served_as_local(
+        runtime,
+        spans.run(TEXT),
+        "spans",
+        "TokenClassificationTaskPredict",
+        "token-classification",
+        TEXT,
     )
-    assert_close(reply, as_grpc_json(spans.run(TEXT)))
-    response = runtime.http_predict("token-classification", "spans", TEXT)
-    assert response.status_code == 200, response.text
-    assert_close(response.json(), as_http_json(spans.run(TEXT)))
 
     replies = runtime.grpc_bidi(
         f"{NLP_SERVICE}/BidiStreamingTokenClassificationTaskPredict",

@@ -15,10 +15,9 @@ from caikit.interfaces.nlp import data_model as nlp_dm  # noqa: E402
 from caikit_nlp.modules.text_embedding import EmbeddingModule  # noqa: E402
 from nlp_support import (  # noqa: E402
     NLP_SERVICE,
-    as_grpc_json,
-    as_http_json,
     as_plain,
     assert_close,
+    assert_served_as_local,
     models_on_workers,
 )
 
@@ -131,26 +130,16 @@ RUNTIME_CALLS = [
 ]
 
 
-def _grpc_request(inputs, parameters) -> dict:
-    request = dict(inputs) if isinstance(inputs, dict) else {"text": inputs}
-    request.update(parameters)
-    return request
-
-
 @pytest.mark.parametrize("call", RUNTIME_CALLS, ids=[call[1] for call in RUNTIME_CALLS])
 def test_runtime_serves_through_dask_over_grpc_and_http(runtime, local_model, local_cluster, call):
     grpc_method, http_task, inputs, parameters, method, args, kwargs = call
     expected = getattr(local_model, method)(*args, **kwargs)
     with local_cluster.get_client() as client:
         before = sum(actor["calls"] for actor in models_on_workers(client, EmbeddingModule))
-        reply = runtime.grpc_call(
-            f"{NLP_SERVICE}/{grpc_method}", _grpc_request(inputs, parameters), model_id="embedder"
+        assert_served_as_local(
+            runtime, expected, "embedder", grpc_method, http_task, inputs, parameters
         )
-        response = runtime.http_predict(http_task, "embedder", inputs, parameters)
         actors = models_on_workers(client, EmbeddingModule)
-    assert_close(reply, as_grpc_json(expected))
-    assert response.status_code == 200, response.text
-    assert_close(response.json(), as_http_json(expected))
     # Both answers came from actors in worker processes, not from the runtime's process.
     assert sum(actor["calls"] for actor in actors) == before + 2
     assert runtime.process.pid not in {actor["pid"] for actor in actors}

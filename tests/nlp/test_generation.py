@@ -24,10 +24,10 @@ from caikit_nlp.data_model import GenerationTrainRecord, TuningConfig  # noqa: E
 from caikit_nlp.modules.text_generation import PeftPromptTuning, TextGeneration  # noqa: E402
 from nlp_support import (  # noqa: E402
     NLP_SERVICE,
-    as_grpc_json,
     as_http_json,
     as_plain,
     assert_close,
+    assert_served_as_local,
     models_on_workers,
 )
 
@@ -218,15 +218,15 @@ def generation_runtime(nlp_runtime_factory, local_cluster, fine_tuned, prompt_tu
 def test_fine_tuned_model_served_by_the_runtime(generation_runtime, fine_tuned):
     runtime = generation_runtime()
     expected = TextGeneration.load(fine_tuned.save_path).run(PROMPT, **GENERATE)
-    reply = runtime.grpc_call(
-        f"{NLP_SERVICE}/TextGenerationTaskPredict",
-        {"text": PROMPT, **GENERATE},
-        model_id="generator",
+    assert_served_as_local(
+        runtime,
+        expected,
+        "generator",
+        "TextGenerationTaskPredict",
+        "text-generation",
+        PROMPT,
+        GENERATE,
     )
-    assert_close(reply, as_grpc_json(expected))
-    response = runtime.http_predict("text-generation", "generator", PROMPT, GENERATE)
-    assert response.status_code == 200, response.text
-    assert_close(response.json(), as_http_json(expected))
 
 
 def test_prompt_tuning_stream_over_the_runtime(generation_runtime, prompt_tuned_dir):
@@ -252,12 +252,12 @@ def test_prompt_tuning_stream_over_the_runtime(generation_runtime, prompt_tuned_
     assert_close([data for _, data in events], [as_http_json(part) for part in local_parts])
     # The unary task of the same model works over both protocols.
     expected = PeftPromptTuning.load(prompt_tuned_dir).run(PROMPT, **GENERATE)
-    reply = runtime.grpc_call(
-        f"{NLP_SERVICE}/TextGenerationTaskPredict",
-        {"text": PROMPT, **GENERATE},
-        model_id="prompt-tuned",
+    assert_served_as_local(
+        runtime,
+        expected,
+        "prompt-tuned",
+        "TextGenerationTaskPredict",
+        "text-generation",
+        PROMPT,
+        GENERATE,
     )
-    assert_close(reply, as_grpc_json(expected))
-    response = runtime.http_predict("text-generation", "prompt-tuned", PROMPT, GENERATE)
-    assert response.status_code == 200, response.text
-    assert_close(response.json(), as_http_json(expected))
