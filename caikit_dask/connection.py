@@ -20,6 +20,7 @@ from distributed.security import Security
 from distributed.utils import import_term
 
 from .config import ConnectionConfig
+from .dask_internals import stop_loop_runner
 from .errors import DaskBackendError, DaskConfigError, error
 from .formatting import seconds
 from .per_client import PerClient
@@ -50,8 +51,7 @@ def _close_half_built_client(err: BaseException) -> None:
                 with contextlib.suppress(Exception):
                     half_built.close(timeout=2)
                 with contextlib.suppress(Exception):
-                    if half_built._loop_runner.is_started():
-                        half_built._loop_runner.stop()
+                    stop_loop_runner(half_built)
     traceback.clear_frames(err.__traceback__)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cluster_support import unpickled_without_caikit_dask
 from distributed import Client, LocalCluster
 
-from caikit_dask.published_datasets import drop_published
+from caikit_dask.dask_internals import drop_published
 
 
 def test_a_dataset_and_its_client_entry_go_only_while_it_holds_the_key():

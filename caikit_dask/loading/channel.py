@@ -19,9 +19,10 @@ import threading
 from typing import Any
 
 from distributed import Client
-from distributed.actor import ProxyRPC
 from distributed.comm.core import CommClosedError
 from distributed.protocol import to_serialize
+
+from ..dask_internals import actor_rpc, execute_on_actor
 
 # Requests above this size travel as their own frame instead of inside the msgpack header.
 _INLINE_LIMIT = 64 * 1024
@@ -33,9 +34,7 @@ class ActorChannel:
     def __init__(self, client: Client, worker: str, key: str, depth: int = 2):
         self.worker, self.key, self.depth = worker, key, depth
         self._loop = client.loop.asyncio_loop
-        self._rpc = (
-            client.rpc(worker) if client.direct_to_workers else ProxyRPC(client.scheduler, worker)
-        )
+        self._rpc = actor_rpc(client, worker)
         self._lock = threading.Lock()
         self._queued: list[tuple[bytes, PendingCall]] = []
         self._sending = 0  # run_batch messages awaiting their reply
@@ -124,16 +123,12 @@ class ActorChannel:
     async def _execute(self, function: str, argument: Any) -> Any:
         self.messages += 1
         try:
-            response = await self._rpc.actor_execute(
-                actor=self.key, function=function, args=[argument], kwargs={}
-            )
+            result = await execute_on_actor(self._rpc, self.key, function, argument)
         except KeyError as err:
             if err.args == (self.key,):  # the worker no longer holds the actor
                 raise CommClosedError(f"actor {self.key} is gone from {self.worker}") from None
             raise
-        if response["status"] != "OK":
-            raise response["exception"]
-        return pickle.loads(response["result"])
+        return pickle.loads(result)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

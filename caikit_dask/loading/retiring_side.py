@@ -26,6 +26,7 @@ from typing import Any
 from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from ..dask_internals import published_datasets, wrap_scheduler_method
 from .scheduler_side import PLACEMENTS  # the placement book (a string, sent with the plugin)
 
 RETIRING = "caikit-dask-retiring"  # event topic: {"workers": {worker: [actor key, ...]}}
@@ -49,8 +50,10 @@ class MoveModelsBeforeRetiring(SchedulerPlugin):
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
         self._changed = asyncio.Event()
-        original = getattr(scheduler.retire_workers, "dask_retire_workers", None)
-        original = original or scheduler.retire_workers
+        wrap_scheduler_method(scheduler, "retire_workers", self._moving_models_first)
+
+    def _moving_models_first(self, original: Any) -> Any:
+        scheduler = self.scheduler
 
         async def retire_workers(workers: Any = None, **kwargs: Any) -> Any:
             names = kwargs.get("names")
@@ -62,9 +65,7 @@ class MoveModelsBeforeRetiring(SchedulerPlugin):
             await self.move_models_first(names, workers)
             return await original(workers, **kwargs)
 
-        retire_workers.dask_retire_workers = original  # type: ignore[attr-defined]
-        scheduler.retire_workers = retire_workers
-        scheduler.handlers["retire_workers"] = retire_workers
+        return retire_workers
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
         if self._waiting and finish in ("released", "forgotten"):
@@ -95,8 +96,7 @@ class MoveModelsBeforeRetiring(SchedulerPlugin):
 
     def _published(self) -> set[Any]:
         """Keys a published dataset holds: other processes use those actors, they stay."""
-        extension = self.scheduler.extensions.get("publish")
-        datasets = getattr(extension, "datasets", None) or {}
+        datasets = published_datasets(self.scheduler)
         return {key for dataset in datasets.values() for key in dataset.get("keys") or ()}
 
     def _still_held(self, leaving: dict[str, list[str]]) -> bool:

@@ -28,6 +28,7 @@ from dask.utils import parse_timedelta
 from distributed import Client
 
 from .. import cluster_state
+from ..dask_internals import running_adaptive
 from ..errors import log
 from ..formatting import seconds
 from ..per_client import PerScheduler
@@ -123,10 +124,7 @@ def book_on_new_workers(client: Client, module_id: str, book: Callable[[], Booki
 
 def _own_adaptive(client: Client) -> Any:
     """The running ``Adaptive`` of the cluster object this process holds, if any."""
-    adaptive = getattr(getattr(client, "cluster", None), "_adaptive", None)
-    if adaptive is None or getattr(adaptive, "periodic_callback", None) is None:
-        return None
-    return adaptive
+    return running_adaptive(getattr(client, "cluster", None))
 
 
 def _at_maximum(client: Client, adaptive: Any) -> bool:

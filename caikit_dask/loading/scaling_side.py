@@ -26,6 +26,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
+from ..dask_internals import wrap_scheduler_method
 from .scheduler_side import MEMORY, PLACEMENTS  # the books' names (strings, sent by value)
 
 ASKS = "caikit-dask-worker-asks"  # {ask id: {"base": workers when asked, "until": time}}
@@ -39,17 +40,15 @@ class CountModelsInAdaptiveTarget(SchedulerPlugin):
     idempotent = True  # one per scheduler, whichever process registers first
 
     async def start(self, scheduler: Any) -> None:
-        original = getattr(scheduler.adaptive_target, "dask_adaptive_target", None)
-        original = original or scheduler.adaptive_target
+        def counting_models(original: Any) -> Any:
+            def adaptive_target(target_duration: Any = None) -> int:
+                scheduler.task_metadata[ASKED] = time.time()
+                target = original(target_duration)
+                return max(target, workers_asked_for(scheduler), workers_in_use(scheduler))
 
-        def adaptive_target(target_duration: Any = None) -> int:
-            scheduler.task_metadata[ASKED] = time.time()
-            target = original(target_duration)
-            return max(target, workers_asked_for(scheduler), workers_in_use(scheduler))
+            return adaptive_target
 
-        adaptive_target.dask_adaptive_target = original  # type: ignore[attr-defined]
-        scheduler.adaptive_target = adaptive_target
-        scheduler.handlers["adaptive_target"] = adaptive_target
+        wrap_scheduler_method(scheduler, "adaptive_target", counting_models)
 
 
 def workers_asked_for(scheduler: Any) -> int:

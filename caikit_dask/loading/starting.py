@@ -6,9 +6,9 @@ import time
 from typing import Any
 
 from distributed import Client, Future, wait
-from distributed.actor import Actor
 
 from .. import cluster_state
+from ..dask_internals import actor_handle, detach_actor_future
 from ..errors import DaskBackendError, error
 from ..formatting import seconds
 from .actor import ModelActor
@@ -66,9 +66,8 @@ def detach_handle_future(actor: Any) -> Any:
     at once and the replica set retries elsewhere. This also breaks the handle's
     reference cycle that kept actors alive until a garbage collection.
     """
-    handle_future = getattr(actor, "_future", None)
+    handle_future = detach_actor_future(actor)
     if handle_future is not None:
-        actor._future = None
         handle_future.release()
     return actor
 
@@ -97,7 +96,7 @@ def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float)
                 continue
             if future.status == "finished":
                 # The handle the worker would send back, built here: no fetch round trip.
-                return detach_handle_future(Actor(ModelActor, worker, future.key))
+                return detach_handle_future(actor_handle(ModelActor, worker, future.key))
             return detach_handle_future(future.result(timeout=max(remaining, 1.0)))
 
 

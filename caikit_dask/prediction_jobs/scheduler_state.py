@@ -14,7 +14,7 @@ from typing import Any
 
 from distributed import Client
 
-from ..published_datasets import drop_published
+from ..dask_internals import drop_published
 
 DATASET_PREFIX = "caikit-dask-prediction-"
 METADATA_KEY = "caikit-dask-prediction-jobs"

@@ -15,6 +15,7 @@ from typing import Any
 
 from distributed import Client
 
+from ..dask_internals import topic_events
 from .events import LOG_STORE, LOG_TOPIC, STATE_TOPIC
 
 FORGOTTEN_KEPT = 10_000  # task keys of forgotten trainings the plugin remembers
@@ -53,9 +54,9 @@ def log_store_plugin() -> Any:
             if name in topics and isinstance(msg, dict) and msg.get("key") in self.forgotten:
                 # Sent before the training was forgotten, arrived after (the worker's and
                 # the deleting client's streams are not ordered with the delete).
-                kept = self.scheduler._broker._topics.get(name) if self.scheduler else None
-                if kept is not None and kept.events and kept.events[-1][1] is msg:
-                    kept.events.pop()
+                kept = topic_events(self.scheduler, name) if self.scheduler else None
+                if kept and kept[-1][1] is msg:
+                    kept.pop()
                 return
             if name != topic or not isinstance(msg, dict) or "line" not in msg:
                 return

@@ -14,7 +14,13 @@ from typing import Any
 
 from distributed import Client
 
-from ..published_datasets import drop_published
+from ..dask_internals import (
+    decode_published,
+    drop_published,
+    published_datasets,
+    published_raw,
+    topic_events,
+)
 from .events import (
     DATASET_PREFIX,
     FINISHED_METADATA,
@@ -56,30 +62,24 @@ def read_all_trainings(client: Client) -> list[dict[str, Any]]:
     prefix, topic, finished = DATASET_PREFIX, STATE_TOPIC, FINISHED_METADATA
 
     def gather(dask_scheduler: Any) -> list[dict[str, Any]]:
-        publish = dask_scheduler.extensions.get("publish")
         events_by_id: dict[str, list] = {}
         for _, msg in dask_scheduler.get_events(topic):
             if isinstance(msg, dict) and "id" in msg:
                 events_by_id.setdefault(msg["id"], []).append(msg)
         marks = dask_scheduler.task_metadata.get(finished, {})
         listed = []
-        for name, dataset in list(publish.datasets.items() if publish is not None else ()):
+        for name, dataset in list(published_datasets(dask_scheduler).items()):
             if not (isinstance(name, str) and name.startswith(prefix)) or not dataset["keys"]:
                 continue
             key = dataset["keys"][0]
             task = dask_scheduler.tasks.get(key)
             processing_on = getattr(task, "processing_on", None)
-            data = dataset["data"]
-            if hasattr(data, "frames"):  # Serialized: as it came over the wire
-                record = ("frames", data.header, [bytes(frame) for frame in data.frames])
-            else:  # an in-process client sent the object itself (inproc comm)
-                record = ("object", getattr(data, "data", data), None)
             training_id = name[len(prefix) :]
             listed.append(
                 {
                     "id": training_id,
                     "key": key,
-                    "record": record,
+                    "record": published_raw(dataset),
                     "events": events_by_id.get(training_id, []),
                     "task_state": task.state if task is not None else None,
                     "processing_on": processing_on.address if processing_on else None,
@@ -97,20 +97,7 @@ def record_of(client: Client, listed: dict[str, Any]) -> dict[str, Any]:
     What ``Client.get_dataset`` does for one dataset, for a record the listing
     carried back in its frames.
     """
-    from distributed.client import futures_of
-    from distributed.protocol.compression import decompress
-    from distributed.protocol.serialize import merge_and_deserialize
-
-    kind, header, frames = listed["record"]
-    if kind == "frames":
-        if "compression" in header:
-            frames = decompress(header, frames)
-        record = merge_and_deserialize(header, frames)
-    else:
-        record = header
-    for future in futures_of(record):
-        future.bind_client(client)
-    return record
+    return decode_published(listed["record"], client)
 
 
 def forget_training(
@@ -139,16 +126,16 @@ def forget_training(
         if hasattr(plugin, "forget"):  # a store from an older caikit-dask has none
             plugin.forget(key)
         for name in topics:  # the broker's bounded deque of (time, msg) per topic
-            kept = dask_scheduler._broker._topics.get(name)
+            kept = topic_events(dask_scheduler, name)
             if kept is not None:
                 mine = [
                     event
-                    for event in kept.events
+                    for event in kept
                     if isinstance(event[1], dict)
                     and event[1].get("id") == training_id
                     and event[1].get("key") == key
                 ]
                 for event in mine:
-                    kept.events.remove(event)
+                    kept.remove(event)
 
     client.run_on_scheduler(forget)

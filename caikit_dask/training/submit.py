@@ -25,6 +25,7 @@ from distributed import Client
 from distributed import wait as distributed_wait
 
 from ..cluster_state import worker_resources
+from ..dask_internals import desire_keys
 from ..errors import DaskBackendError, error, log
 from ..resources import describe_missing, workers_offering
 from .checks import module_class_for_workers, pickle_arguments
@@ -137,7 +138,7 @@ def list_all(client: Client) -> list[DaskTraining]:
     if bound:
         # What get_dataset does after binding (for these keys only): the scheduler now
         # reports their state to this client.
-        client._send_to_scheduler({"op": "client-desires-keys", "keys": bound})
+        desire_keys(client, bound)
     if erred:  # their futures carry the exception before anyone reads a status
         with client.as_current(), contextlib.suppress(TimeoutError):
             distributed_wait(erred, timeout=5)

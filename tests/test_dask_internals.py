@@ -1,0 +1,191 @@
+"""Each private or undocumented part of distributed we use, checked against the installed one.
+
+One test per use in ``caikit_dask.dask_internals``: a distributed release that changes
+one of them fails here, with a message naming it, before it fails a load or a training.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+
+import distributed
+import pytest
+from distributed import Client, LocalCluster
+
+from caikit_dask import dask_internals as internals
+
+
+def changed(what: str) -> str:
+    return (
+        f"distributed {distributed.__version__} changed {what}: update "
+        "caikit_dask/dask_internals.py for it"
+    )
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, by: int) -> bytes:
+        self.n += by
+        return pickle.dumps(self.n)
+
+
+@pytest.fixture(scope="module")
+def client(local_cluster):
+    with Client(local_cluster.scheduler_address, set_as_default=False) as client:
+        yield client
+
+
+@pytest.fixture
+def counter(client):
+    future = client.submit(Counter, actor=True, pure=False)
+    with client.as_current():  # a handle binds to the current client when it is made
+        actor = future.result(timeout=30)
+    yield future, actor
+    future.release()
+
+
+def test_an_actor_handle_keeps_its_future_and_lets_it_go(client, counter):
+    future, actor = counter
+    assert hasattr(actor, "_future"), changed("Actor._future (the handle's actor task future)")
+    kept = internals.detach_actor_future(actor)
+    assert kept is not None and kept.key == future.key, changed("what Actor._future holds")
+    assert actor._future is None
+    with client.as_current():  # a handle without its future still calls the actor
+        assert pickle.loads(actor.add(1).result(timeout=10)) == 1
+
+
+def test_an_actor_handle_is_built_from_class_worker_and_key(client, counter):
+    future, _ = counter
+    [worker] = client.who_has([future])[future.key]
+    with client.as_current():
+        handle = internals.actor_handle(Counter, worker, future.key)
+        assert pickle.loads(handle.add(2).result(timeout=10)) == 2, changed("Actor(cls, addr, key)")
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_actor_execute_runs_a_method_and_names_a_missing_actor(local_cluster, direct):
+    with Client(
+        local_cluster.scheduler_address, set_as_default=False, direct_to_workers=direct
+    ) as client:
+        future = client.submit(Counter, actor=True, pure=False)
+        future.result(timeout=30)
+        [worker] = client.who_has([future])[future.key]
+        rpc = internals.actor_rpc(client, worker)
+
+        async def execute(key: str) -> bytes:
+            return await internals.execute_on_actor(rpc, key, "add", 5)
+
+        result = client.sync(execute, future.key)
+        assert pickle.loads(result) == 5, changed("the worker's actor_execute handler")
+        with pytest.raises(KeyError) as missing:
+            client.sync(execute, "no-such-actor")
+        assert missing.value.args == ("no-such-actor",), changed("actor_execute's missing actor")
+        future.release()
+
+
+def test_a_cluster_keeps_its_running_adaptive():
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        assert internals.running_adaptive(cluster) is None
+        adaptive = cluster.adapt(minimum=0, maximum=2)
+        assert internals.running_adaptive(cluster) is adaptive, changed("Cluster._adaptive")
+        assert adaptive.maximum == 2
+        adaptive.stop()
+        assert internals.running_adaptive(cluster) is None, changed("Adaptive.periodic_callback")
+
+
+def test_a_client_can_desire_keys_it_bound(client, observer):
+    future = observer.submit(lambda: 41 + 1, pure=False)
+    assert future.result(timeout=30) == 42
+    observer.publish_dataset(internals_check=future)
+    try:
+        other = distributed.Future(future.key, client)  # bound here, not yet desired
+        internals.desire_keys(client, [future.key])
+        assert other.result(timeout=10) == 42, changed("Client._send_to_scheduler / desires-keys")
+    finally:
+        observer.unpublish_dataset("internals_check")
+
+
+def test_a_half_built_clients_loop_runner_stops():
+    client = Client(processes=False, n_workers=0, dashboard_address=None, set_as_default=False)
+    assert hasattr(client, "_loop_runner"), changed("Client._loop_runner")
+    client.close()
+    internals.stop_loop_runner(client)
+    assert not client._loop_runner.is_started(), changed("LoopRunner.is_started / stop")
+
+
+def test_a_published_dataset_is_read_raw_and_decoded_with_its_futures(client, observer):
+    future = observer.submit(lambda: "value", pure=False)
+    future.result(timeout=30)
+    observer.publish_dataset(internals_raw={"future": future, "n": 3})
+    try:
+
+        def raw(dask_scheduler):
+            datasets = internals.published_datasets(dask_scheduler)
+            return internals.published_raw(datasets["internals_raw"])
+
+        record = client.run_on_scheduler(raw)
+        value = internals.decode_published(record, client)
+        internals.desire_keys(client, [value["future"].key])
+        assert value["n"] == 3, changed("PublishExtension.datasets or its Serialized framing")
+        assert value["future"].result(timeout=10) == "value", changed("futures_of / bind_client")
+    finally:
+        observer.unpublish_dataset("internals_raw")
+
+
+def test_dropping_a_published_dataset_leaves_no_client_entry(client):
+    future = client.submit(lambda: 1, pure=False)
+    future.result(timeout=30)
+    client.publish_dataset(internals_drop=future)
+
+    def drop_and_look(dask_scheduler):
+        internals.drop_published("internals_drop", future.key, dask_scheduler=dask_scheduler)
+        return (
+            "internals_drop" in internals.published_datasets(dask_scheduler),
+            "published-internals_drop" in dask_scheduler.clients,
+        )
+
+    assert client.run_on_scheduler(drop_and_look) == (False, False), changed(
+        "the published-<name> pseudo-client of PublishExtension"
+    )
+
+
+def test_the_scheduler_keeps_topic_events_in_a_deque(client):
+    client.log_event("caikit-dask-internals-check", {"n": 1})
+
+    def kept(dask_scheduler):
+        events = internals.topic_events(dask_scheduler, "caikit-dask-internals-check")
+        return None if events is None else [msg for _, msg in events]
+
+    assert client.run_on_scheduler(kept) == [{"n": 1}], changed("Scheduler._broker._topics")
+    assert (
+        client.run_on_scheduler(
+            lambda dask_scheduler: internals.topic_events(dask_scheduler, "never-logged")
+        )
+        is None
+    )
+
+
+def test_a_wrapped_scheduler_method_answers_remote_callers_too():
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        scheduler = cluster.scheduler
+
+        def plus_one(original):
+            def adaptive_target(target_duration=None):
+                return original(target_duration) + 100
+
+            return adaptive_target
+
+        before = scheduler.adaptive_target()
+        internals.wrap_scheduler_method(scheduler, "adaptive_target", plus_one)
+        internals.wrap_scheduler_method(scheduler, "adaptive_target", plus_one)  # once only
+        remote = client.sync(client.scheduler.adaptive_target)
+        assert remote == before + 100, changed("Scheduler.handlers (the comm handler map)")
+        assert asyncio.iscoroutinefunction(scheduler.retire_workers), changed(
+            "Scheduler.retire_workers (an async method)"
+        )
