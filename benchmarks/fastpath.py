@@ -98,8 +98,9 @@ def _measure(
     repeats: int,
     cpu_rounds: int,
 ) -> dict[str, Any]:
-    from caikit_dask.loading.calls import call
-    from caikit_dask.loading.requests import encode_request
+    from caikit_dask.loading.calls.retrying import call
+    from caikit_dask.loading.proxy import replica_set_of
+    from caikit_dask.loading.wire.protocol import encode_request
 
     from .modules import BenchEcho
 
@@ -107,7 +108,7 @@ def _measure(
     BenchEcho.train().save(echo_path)
     session.start_cluster()
     proxy = session.load(echo_path, replicas=1)
-    replicas = proxy._replicas
+    replicas = replica_set_of(proxy)
     replica = replicas.replicas[0]
     channel, worker = replica.channel, replica.worker
     raw = session.raw_actor(True, worker)

@@ -163,7 +163,7 @@ def _calling(pick, failures: list[BaseException]):
 
 
 def _bookings(client: Any) -> dict:
-    from caikit_dask.loading.scheduler_side import MEMORY
+    from caikit_dask.loading.scheduler.books import MEMORY
 
     return client.run_on_scheduler(
         lambda dask_scheduler: dask_scheduler.task_metadata.get(MEMORY) or {}

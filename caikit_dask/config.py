@@ -283,7 +283,7 @@ def _module_resources(path: str, value: Any) -> dict[str, dict[str, float]]:
 
 @dataclasses.dataclass(frozen=True)
 class AutoscalingConfig:
-    """``autoscaling``: replicas that follow the load (see ``loading.autoscaler``).
+    """``autoscaling``: replicas that follow the load (see ``loading.upkeep.autoscaler``).
 
     Ray Serve's defaults: a target of 2 calls in flight per replica, 30s to grow,
     600s to shrink. ``max_replicas`` has no default: how far a model may grow is a

@@ -17,14 +17,15 @@ from ..connection import DaskConnection
 from ..errors import error
 from ..local_backend import resolve_model_config
 from ..resources import submit_options
-from . import upkeep
-from .autoscaler import Autoscaler
-from .health import HealthChecker
-from .memory import LastCalls, MemoryPolicy, size_on_disk
+from .placement.memory import MemoryPolicy, size_on_disk
+from .placement.source import ModelSource
 from .proxy import DaskModelProxy, proxy_class_for
 from .publishing import published
-from .replicas import ReplicaSet, ReplicaSpec
-from .source import ModelSource
+from .replicas.registry import served
+from .replicas.replica_set import ReplicaSet
+from .replicas.spec import ReplicaSpec
+from .upkeep import autoscaler, lifecycle
+from .upkeep.health import HealthChecker
 
 
 def load(
@@ -48,12 +49,12 @@ def load(
         library=None if is_by_value(module_class) else module_class.__module__,
         count=autoscaling.initial_replicas if autoscaling else settings.replicas,
         resources=submit_options(settings.resources).get("resources", {}),
-        lazy_allowed=True,
+        load_on_demand=lifecycle.load_in_background,
     )
-    upkeep.start(replica_set)
-    HealthChecker.watch(replica_set)
+    lifecycle.start(replica_set)
+    _serve(replica_set)
     if autoscaling:
-        Autoscaler.watch(replica_set, autoscaling)
+        autoscaler.watch(replica_set, autoscaling)
     return proxy_class_for(module_class)(replica_set)
 
 
@@ -73,8 +74,8 @@ def attach(settings: BackendConfig, connection: DaskConnection, name: str) -> Da
         count=record["replicas"],
         resources=record["resources"],
     )
-    upkeep.adopt(replica_set, record["futures"])
-    HealthChecker.watch(replica_set)
+    lifecycle.adopt(replica_set, record["futures"])
+    _serve(replica_set)
     return proxy_class_for(module_class)(replica_set)
 
 
@@ -87,8 +88,9 @@ def _replica_set(
     library: str | None,
     count: int,
     resources: dict[str, float],
-    lazy_allowed: bool = False,
+    load_on_demand: Any = None,
 ) -> ReplicaSet:
+    """A lazy model needs ``load_on_demand`` (an attached one loads nothing itself)."""
     spec = ReplicaSpec(
         module_id=module_id,
         source=ModelSource(path),
@@ -101,11 +103,15 @@ def _replica_set(
         max_queued_calls=settings.max_queued_calls,
         memory=MemoryPolicy.from_settings(settings),
         size_on_disk=size_on_disk(path),
-        lazy=settings.lazy and lazy_allowed,
+        lazy=settings.lazy and load_on_demand is not None,
     )
-    replica_set = ReplicaSet(connection, spec)
-    LastCalls.track(replica_set)
-    return replica_set
+    return ReplicaSet(connection, spec, load_on_demand)
+
+
+def _serve(replica_set: ReplicaSet) -> None:
+    """Into the registry of what this process serves; the health check watches it."""
+    served.serve(replica_set)
+    HealthChecker.ensure_running()
 
 
 def _module_class_for(module_id: str) -> type[ModuleBase]:

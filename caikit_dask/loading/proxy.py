@@ -19,19 +19,20 @@ from caikit.core.modules import ModuleBase
 
 from ..errors import error
 from ..module_identity import MODULE_IDENTITY_ATTRIBUTES
-from .batch import check_method, map_inputs
-from .calls import call
-from .context import ForwardedContext
+from .calls.batch import check_method, map_inputs
+from .calls.retrying import call
+from .calls.streams import stream
 from .publishing import publish, unpublish
-from .replicas import ReplicaSet
-from .requests import encode_request
-from .streams import stream
+from .replicas.replica_set import ReplicaSet
+from .upkeep.releasing import close
+from .wire.protocol import encode_request, sendable, sendable_call
 
 
 class DaskModelProxy(ModuleBase):
     """Base of the generated proxy classes; see ``proxy_class_for``."""
 
     BACKEND_TYPE = "DASK"
+    _close = staticmethod(close)  # for __del__, which must not use module globals
     module_class: type[ModuleBase]
     unary_methods: frozenset[str] = frozenset()  # task methods returning one result
 
@@ -44,8 +45,7 @@ class DaskModelProxy(ModuleBase):
     def _forward(self, method: str, args: tuple, kwargs: dict, output_streaming: bool) -> Any:
         replicas = self._replicas
         replicas.raise_if_closed()
-        args = tuple(_sendable(value) for value in args)
-        kwargs = {name: _sendable(value) for name, value in kwargs.items()}
+        args, kwargs = sendable_call(args, kwargs)
         request = encode_request(method, args, kwargs, replicas.spec.max_payload_size)
         if output_streaming:
             return DataStream(lambda: stream(replicas, method, request))
@@ -65,7 +65,7 @@ class DaskModelProxy(ModuleBase):
 
         ``inputs``: an iterable, a ``dask.bag.Bag`` (both give a list) or a dask DataFrame
         column (gives a pandas Series with its index and name). A failing input raises
-        ``BatchInputError`` naming it. See ``loading.batch``; a module task method named
+        ``BatchInputError`` naming it. See ``wire.batch``; a module task method named
         ``map`` takes precedence here, and ``DaskModelProxy.map(proxy, ...)`` still works.
         """
         self._replicas.raise_if_closed()
@@ -74,8 +74,8 @@ class DaskModelProxy(ModuleBase):
             self._replicas,
             method,
             inputs,
-            tuple(_sendable(value) for value in args),
-            {name: _sendable(value) for name, value in (kwargs or {}).items()},
+            tuple(sendable(value) for value in args),
+            {name: sendable(value) for name, value in (kwargs or {}).items()},
             progress,
             max_in_flight,
             label=f"{self.module_class.__name__}.{method}",
@@ -91,7 +91,7 @@ class DaskModelProxy(ModuleBase):
             with contextlib.suppress(Exception):  # the scheduler may be gone
                 unpublish(self._replicas.client, self.published_as)
             self.published_as = None
-        self._replicas.close()
+        close(self._replicas)
 
     def publish(self, name: str) -> str:
         """Keep the model's actors reachable by ``name`` from other processes.
@@ -108,7 +108,7 @@ class DaskModelProxy(ModuleBase):
         replicas = getattr(self, "_replicas", None)
         if replicas is not None and not replicas.closed:
             try:  # noqa: SIM105 - contextlib may be gone at interpreter exit
-                replicas.close()
+                type(self)._close(replicas)
             except Exception:  # noqa: BLE001, S110 - interpreter or client shutting down
                 pass
 
@@ -164,20 +164,9 @@ def _state(replica: dict[str, Any]) -> str:
     return "live" if replica["alive"] else "lost"
 
 
-def _sendable(value: Any) -> Any:
-    """Make an argument cross to a worker: collect input streams, replace runtime contexts."""
-    if isinstance(value, DataStream):
-        # list(iter(...)), not list(value): list() asks len() for a size hint, and
-        # DataStream.__len__ iterates the stream, which drains a single-pass stream such as
-        # the runtime's input stream (itertools.tee over the gRPC requests) before the copy.
-        return DataStream.from_iterable(list(iter(value)))
-    if value is not None and type(value).__module__.split(".")[0] in (
-        "grpc",
-        "starlette",
-        "fastapi",
-    ):
-        return ForwardedContext.from_runtime(value)
-    return value
+def replica_set_of(proxy: DaskModelProxy) -> ReplicaSet:
+    """The replicas behind a proxy (for callers such as prediction jobs)."""
+    return proxy._replicas
 
 
 _proxy_classes: dict[type, type] = {}

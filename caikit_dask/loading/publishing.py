@@ -16,8 +16,8 @@ from caikit.core.exceptions.caikit_core_exception import (
 )
 from distributed import Client
 
-from .placement import keep_resident
-from .replicas import ReplicaSet
+from .placement.booking import keep_resident
+from .replicas.replica_set import ReplicaSet
 
 PREFIX = "caikit-dask-model-"
 
@@ -29,8 +29,8 @@ def publish(replica_set: ReplicaSet, name: str) -> str:
     processes, so evicting them would free no memory.
     """
     spec = replica_set.spec
-    live = replica_set.live()
-    keep_resident(replica_set.client, [r.future.key for r in live])
+    live = replica_set.routed()
+    keep_resident(replica_set.client, [r.key for r in live])
     replica_set.client.publish_dataset(
         override=True,
         **{

@@ -92,9 +92,10 @@ class PublishedModelRef:
         """A unary call carries ``call_id``, so cancelling the job stops it on the actor."""
         if method not in model.unary_methods:
             return getattr(model, method)(*args, **kwargs)
-        from ..loading.stoppable_calls import call_stoppable
+        from ..loading.calls.stoppable import call_stoppable
+        from ..loading.proxy import replica_set_of
 
-        return call_stoppable(model, call_id, method, args, kwargs)
+        return call_stoppable(replica_set_of(model), call_id, method, args, kwargs)
 
     def close(self, model: Any) -> None:
         model.close()  # an attached proxy only drops its own handles

@@ -26,7 +26,6 @@ from typing import Any
 
 import aconfig
 import cloudpickle
-from caikit.core.data_model import DataStream
 from caikit.core.exceptions.caikit_core_exception import (
     CaikitCoreException,
     CaikitCoreStatusCode,
@@ -39,7 +38,7 @@ from distributed import Client, Future
 
 from ..connection import DaskConnection
 from ..errors import error
-from ..loading.context import ForwardedContext
+from ..loading.wire.protocol import sendable
 from . import scheduler_state
 from .future import DaskJobPredictorFuture
 from .model_refs import LocalModelRef, PublishedModelRef
@@ -52,18 +51,6 @@ def is_dask_proxy(model: Any) -> bool:
     return getattr(model, "BACKEND_TYPE", None) == "DASK" and callable(
         getattr(model, "publish", None)
     )
-
-
-_RUNTIME_CONTEXT_PACKAGES = ("grpc", "starlette", "fastapi")
-
-
-def _sendable(value: Any) -> Any:
-    """Collect input streams and replace runtime contexts: the call crosses to a worker."""
-    if isinstance(value, DataStream):
-        return DataStream.from_iterable(list(iter(value)))
-    if value is not None and type(value).__module__.split(".")[0] in _RUNTIME_CONTEXT_PACKAGES:
-        return ForwardedContext.from_runtime(value)
-    return value
 
 
 def compose_job_id(instance_name: str) -> str:
@@ -151,8 +138,8 @@ class DaskJobPredictor(JobPredictorBase):
         job_id = external_id or compose_job_id(self._instance_name)
         client = self.client
         model_ref, payload = self._model_ref(client, model_instance)
-        args = tuple(_sendable(value) for value in args)
-        kwargs = {name: _sendable(value) for name, value in kwargs.items()}
+        args = tuple(sendable(value) for value in args)
+        kwargs = {name: sendable(value) for name, value in kwargs.items()}
         key = f"caikit-prediction-{uuid.uuid4().hex}"
         scheduler_state.write_record(client, job_id, scheduler_state.new_record(key, time.time()))
         try:

@@ -5,7 +5,7 @@ The call runs in caikit's DestroyableThread: ``cancel_on_worker`` destroys it
 task at the same moment, so the worker's slot is free even when the thread is
 blocked in native code (e.g. waiting on a model actor) and only ends later.
 A DASK-loaded model's call carries the task's key to its actor, and
-``cancel_on_worker`` stops it there too (see ``loading.stoppable``).
+``cancel_on_worker`` stops it there too (see ``loading.actor.stoppable``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from distributed import get_worker
 from distributed.utils import sync
 
 from ..errors import PredictionCanceled
-from ..loading.actor import ModelActor
+from ..loading.actor.model_actor import ModelActor
 from .scheduler_state import METADATA_KEY
 
 

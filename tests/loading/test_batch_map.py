@@ -11,6 +11,7 @@ from dask_testlib import save_fault_model
 from caikit_dask import DaskModelInitializer
 from caikit_dask.errors import BatchInputError
 from caikit_dask.example import EchoWithContext
+from caikit_dask.loading.proxy import replica_set_of
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def texts(results):
 
 
 def test_results_come_back_in_input_order_from_both_replicas(echo):
-    channels = [replica.channel for replica in echo._replicas.replicas]
+    channels = [replica.channel for replica in replica_set_of(echo).replicas]
     before = [channel.messages for channel in channels]
     inputs = (f"item {i}" for i in range(3000))  # a generator: no length, read once
 

@@ -11,7 +11,8 @@ from dask_testlib import save_fault_model
 
 from caikit_dask import DaskModelInitializer
 from caikit_dask.errors import DaskBackendError
-from caikit_dask.loading.requests import decode_outcome, encode_request
+from caikit_dask.loading.proxy import replica_set_of
+from caikit_dask.loading.wire.protocol import decode_outcome, encode_request
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def model(connection, tmp_path):
 
 
 def test_concurrent_calls_share_messages(model):
-    channel = model._replicas.replicas[0].channel
+    channel = replica_set_of(model).replicas[0].channel
     before = channel.messages
     outcomes = run_in_threads(lambda _: [model.run("x") for _ in range(50)], 16)
     assert all(isinstance(value, list) and len(value) == 50 for value, _ in outcomes)
@@ -53,7 +54,7 @@ def test_calls_queued_behind_a_slow_call_in_one_message_are_taken_by_other_threa
     """The actor runs fast calls of one message on one thread, until one of them runs long."""
     for _ in range(30):  # the actor learns that calls are fast
         model.run("warm")
-    actor = model._replicas.replicas[0].actor
+    actor = replica_set_of(model).replicas[0].actor
     requests = [encode_request("run", ("sleep:3",), {}, None)]
     requests += [encode_request("run", (f"fast {i}",), {}, None) for i in range(3)]
     started = time.monotonic()
@@ -102,7 +103,7 @@ def test_calls_go_through_the_scheduler_without_direct_to_workers(local_cluster,
         ModuleConfig.load(path)
     )
     try:
-        assert type(model._replicas.replicas[0].channel._rpc).__name__ == "ProxyRPC"
+        assert type(replica_set_of(model).replicas[0].channel._rpc).__name__ == "ProxyRPC"
         assert model.run("relayed").label
         with pytest.raises(KeyError, match="boom"):
             model.run("raise:boom")
@@ -112,7 +113,7 @@ def test_calls_go_through_the_scheduler_without_direct_to_workers(local_cluster,
 
 def test_a_call_on_the_clients_event_loop_is_refused_not_deadlocked(model):
     outcome: list = []
-    model._replicas.client.loop.add_callback(lambda: outcome.append(_capture(model.run, "x")))
+    replica_set_of(model).client.loop.add_callback(lambda: outcome.append(_capture(model.run, "x")))
     poll(lambda: outcome, 5, what="the call on the event loop to return")
     assert isinstance(outcome[0], RuntimeError) and "event loop" in str(outcome[0])
     assert model.run("from a thread").label

@@ -12,7 +12,7 @@ from cluster_support import poll, run_in_threads
 from dask_testlib import save_fault_model
 
 from caikit_dask import DaskModelInitializer
-from caikit_dask.loading.worker_pool import CONFIG_KEY, pool_size
+from caikit_dask.loading.actor.worker_pool import CONFIG_KEY, pool_size
 
 POOL_THREAD = "caikit-dask-model"
 

@@ -24,7 +24,9 @@ from memory_testlib import MB, save_memory_model
 
 from caikit_dask import DaskModelInitializer
 from caikit_dask.errors import DaskBackendError
-from caikit_dask.loading.scheduler_side import MEMORY
+from caikit_dask.loading.proxy import replica_set_of
+from caikit_dask.loading.scheduler.books import MEMORY
+from caikit_dask.loading.upkeep.eviction import evict
 
 pytestmark = pytest.mark.slow
 
@@ -211,7 +213,7 @@ def test_a_call_in_flight_finishes_before_its_model_is_released(cluster, tmp_pat
     caller = threading.Thread(target=slow_call)
     caller.start()
     poll(lambda: model.replicas[0]["outstanding"] == 1, 10, what="the call to start")
-    assert model._replicas.evict(key)  # as the scheduler's eviction notice does
+    assert evict(replica_set_of(model), key)  # as the scheduler's eviction notice does
     assert key in actor_keys_on_workers(cluster.client)  # still answering its call
     caller.join(30)
     assert outcome["result"].score == 10 * MB

@@ -1,6 +1,6 @@
 """The scheduler's memory book on its own: which worker a model goes to, and what it evicts.
 
-``scheduler_side`` runs on the scheduler's event loop; here it is given a scheduler
+``scheduler.booking`` runs on the scheduler's event loop; here it is given a scheduler
 stand-in holding only what it reads (workers' memory_limit, status, resources, and
 task metadata), so each rule is checked in isolation. The real scheduler is used in
 ``test_memory``.
@@ -8,8 +8,8 @@ task metadata), so each rule is checked in isolation. The real scheduler is used
 
 import types
 
-from caikit_dask.loading import scheduler_side
-from caikit_dask.loading.scheduler_side import MEMORY
+from caikit_dask.loading.scheduler import booking
+from caikit_dask.loading.scheduler.books import MEMORY
 
 MB = 1_000_000
 
@@ -37,11 +37,9 @@ def need(model, size, evict=False, stamps=None):
 
 def load(scheduler, model, size, evict=False, keys=("k",), measured=None):
     keys = [f"{model}-{key}" for key in keys]
-    outcome = scheduler_side.reserve(
-        keys, {}, [], [], need(model, size, evict), dask_scheduler=scheduler
-    )
+    outcome = booking.reserve(keys, {}, [], [], need(model, size, evict), dask_scheduler=scheduler)
     for worker, key in outcome.get("placed", []):
-        scheduler_side.loaded([[worker, key, measured]], dask_scheduler=scheduler)
+        booking.loaded([[worker, key, measured]], dask_scheduler=scheduler)
     return outcome
 
 
@@ -89,7 +87,7 @@ def test_lru_evicts_the_least_recently_used_loaded_models_of_other_paths():
     for model in ("old", "older", "recent"):
         load(scheduler, model, 60 * MB, evict=True)
     scheduler.task_metadata[MEMORY]["a"]["older-k"]["used"] = 1.0  # loaded long ago
-    scheduler_side.touch({"recent-k": 10**10}, dask_scheduler=scheduler)  # called last
+    booking.touch({"recent-k": 10**10}, dask_scheduler=scheduler)  # called last
     outcome = load(scheduler, "new", 100 * MB, evict=True)
     assert outcome["evicted"] == [["a", "older-k"], ["a", "old-k"]]
     assert scheduler.events == [("caikit-dask-evictions", {"evicted": outcome["evicted"]})]
@@ -99,11 +97,11 @@ def test_lru_evicts_the_least_recently_used_loaded_models_of_other_paths():
 def test_lru_never_evicts_the_same_model_a_loading_one_or_a_kept_one():
     scheduler = Scheduler(a=(400 * MB, "running"))
     load(scheduler, "same", 100 * MB, evict=True, keys=("r1",))
-    scheduler_side.reserve(
+    booking.reserve(
         ["loading-k"], {}, [], [], need("loading", 50 * MB, True), dask_scheduler=scheduler
     )
     load(scheduler, "kept", 50 * MB, evict=True)
-    scheduler_side.keep(["kept-k"], dask_scheduler=scheduler)
+    booking.keep(["kept-k"], dask_scheduler=scheduler)
     failed = load(scheduler, "same", 100 * MB, evict=True, keys=("r2",))
     assert "placed" not in failed and scheduler.events == []
 
@@ -118,5 +116,5 @@ def test_without_eviction_nothing_is_evicted():
 def test_release_frees_the_memory():
     scheduler = Scheduler(a=(400 * MB, "running"))
     [[worker, key]] = load(scheduler, "m", 200 * MB)["placed"]
-    scheduler_side.release([[worker, key]], dask_scheduler=scheduler)
+    booking.release([[worker, key]], dask_scheduler=scheduler)
     assert load(scheduler, "n", 200 * MB)["placed"]

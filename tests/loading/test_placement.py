@@ -15,7 +15,7 @@ from dask_testlib import save_fault_model
 
 from caikit_dask import DaskBackend
 from caikit_dask.errors import DaskBackendError
-from caikit_dask.loading.placement import PLACEMENTS
+from caikit_dask.loading.scheduler.books import PLACEMENTS
 
 
 def booked(observer) -> dict[str, dict]:
@@ -134,11 +134,11 @@ UNPICKLE_WITHOUT_CAIKIT_DASK = textwrap.dedent(
 def test_the_scheduler_needs_no_caikit_dask():
     from distributed.protocol.pickle import dumps
 
-    from caikit_dask.loading import scheduler_side
+    from caikit_dask.loading.scheduler import booking
 
     result = subprocess.run(
         [sys.executable, "-c", UNPICKLE_WITHOUT_CAIKIT_DASK],
-        input=dumps(scheduler_side.reserve),
+        input=dumps(booking.reserve),
         capture_output=True,
         timeout=60,
     )

@@ -17,7 +17,7 @@ from caikit_dask.example import (
     ExampleTextClassificationTask,
     TextClassifier,
 )
-from caikit_dask.loading.context import ForwardedContext
+from caikit_dask.loading.wire.context import ForwardedContext
 
 TEXTS = ["What a wonderful day", "This is terrible and slow", "Great value, I love it"]
 

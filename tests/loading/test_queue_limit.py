@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from caikit_dask.errors import ModelOverloaded
-from caikit_dask.loading.actor import MAX_CONCURRENCY
-from caikit_dask.loading.backpressure import QueueLimit
+from caikit_dask.loading.replicas.backpressure import QueueLimit
+from caikit_dask.loading.wire.protocol import MAX_CONCURRENCY
 
 
 def test_admits_what_the_replicas_run_at_once_plus_the_limit():

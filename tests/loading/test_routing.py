@@ -1,6 +1,6 @@
 """The routing policy on plain data: no cluster needed."""
 
-from caikit_dask.loading.routing import Load, choose_replica
+from caikit_dask.loading.replicas.routing import Load, choose_replica
 
 
 def test_fewest_outstanding_calls_wins():

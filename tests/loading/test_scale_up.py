@@ -167,7 +167,7 @@ def test_autoscaled_replicas_grow_onto_new_workers_and_the_cluster_shrinks_after
 
 
 def test_the_scheduler_plugin_needs_no_caikit_dask():
-    from caikit_dask.loading.scale_up import CountModelsInAdaptiveTarget
+    from caikit_dask.loading.scheduler.adaptive_target import CountModelsInAdaptiveTarget
 
     shown = unpickled_without_caikit_dask(CountModelsInAdaptiveTarget(), "obj.name")
     assert shown == "caikit-dask-adaptive-target"

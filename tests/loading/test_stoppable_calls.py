@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from distributed.protocol.pickle import dumps
 
-from caikit_dask.loading.requests import decode_outcome
-from caikit_dask.loading.stoppable import StoppableCall
+from caikit_dask.loading.actor.stoppable import StoppableCall
+from caikit_dask.loading.wire.protocol import decode_outcome
 
 
 class _Spinner:

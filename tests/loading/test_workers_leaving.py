@@ -198,7 +198,8 @@ def test_a_published_model_keeps_its_worker(cluster, trained_model_dir):
 
 
 def test_the_scheduler_plugin_needs_no_caikit_dask():
-    from caikit_dask.loading.leaving import MOVE_TIMEOUT, MoveModelsBeforeRetiring
+    from caikit_dask.loading.scheduler.retiring import MoveModelsBeforeRetiring
+    from caikit_dask.loading.upkeep.leaving import MOVE_TIMEOUT
 
     shown = unpickled_without_caikit_dask(
         MoveModelsBeforeRetiring(MOVE_TIMEOUT), "obj.name, obj.timeout"

@@ -43,7 +43,7 @@ def models_on_workers(client, model_class: type) -> list[dict]:
     def probe(dask_worker, class_name=model_class.__name__):
         import os
 
-        from caikit_dask.loading.actor import ModelActor
+        from caikit_dask.loading.actor.model_actor import ModelActor
 
         return [
             {"model": type(actor.model).__name__, "calls": actor.calls, "pid": os.getpid()}

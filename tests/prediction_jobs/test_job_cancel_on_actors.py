@@ -11,8 +11,9 @@ from slow_model import SlowModel
 
 from caikit_dask import DaskBackend
 from caikit_dask.errors import PredictionCanceled
-from caikit_dask.loading.actor import ModelActor
-from caikit_dask.loading.stoppable_calls import call_stoppable
+from caikit_dask.loading.actor.model_actor import ModelActor
+from caikit_dask.loading.calls.stoppable import call_stoppable
+from caikit_dask.loading.proxy import replica_set_of
 from caikit_dask.prediction_jobs.worker_side import cancel_model_calls
 
 LONG = 300  # seconds: far longer than any test waits, so only a cancel ends the call
@@ -58,7 +59,11 @@ def test_a_canceled_queued_call_never_starts(predictor, slow_proxy, observer, tm
     def hold(i: int) -> None:
         try:
             call_stoppable(
-                slow_proxy, f"busy-{i}", "run", ("b",), {"seconds": LONG, "progress": str(busy[i])}
+                replica_set_of(slow_proxy),
+                f"busy-{i}",
+                "run",
+                ("b",),
+                {"seconds": LONG, "progress": str(busy[i])},
             )
         except PredictionCanceled as err:
             outcomes.append(err)
@@ -94,6 +99,8 @@ def test_a_cancel_that_overtakes_its_call_stops_it(slow_proxy, observer, tmp_pat
     assert not any(observer.run(cancel_model_calls, "overtaken").values())
     progress = tmp_path / "progress"
     with pytest.raises(PredictionCanceled, match="overtaken"):
-        call_stoppable(slow_proxy, "overtaken", "run", ("x",), {"progress": str(progress)})
+        call_stoppable(
+            replica_set_of(slow_proxy), "overtaken", "run", ("x",), {"progress": str(progress)}
+        )
     assert not progress.exists()
     assert slow_proxy.run("after").text == "after"

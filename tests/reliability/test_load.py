@@ -24,8 +24,8 @@ from reliability_support import call_within
 from caikit_dask import DaskModelInitializer, DaskModelTrainer
 from caikit_dask.connection import DaskConnection
 from caikit_dask.example import TextClassifier
-from caikit_dask.loading.placement import PLACEMENTS
-from caikit_dask.loading.replicas import ReplicaSet
+from caikit_dask.loading.replicas.replica_set import ReplicaSet
+from caikit_dask.loading.scheduler.books import PLACEMENTS
 from caikit_dask.training.events import DATASET_PREFIX, FINISHED_METADATA
 
 pytestmark = pytest.mark.slow

@@ -21,6 +21,7 @@ from runtime_server import HERE, RuntimeServer
 
 from caikit_dask import DaskModelInitializer
 from caikit_dask.errors import DaskBackendError, ModelOverloaded
+from caikit_dask.loading.proxy import replica_set_of
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +132,7 @@ def test_a_closed_model_says_closed_not_overloaded(cluster, slow_model_dir):
     model = load(cluster, slow_model_dir, max_queued_calls=0)
     model.close()
     with pytest.raises(DaskBackendError, match="was closed") as raised:
-        model._replicas.acquire(time.monotonic() + 1, set())  # past the proxy's own check
+        replica_set_of(model).acquire(time.monotonic() + 1, set())  # past the proxy's own check
     assert not isinstance(raised.value, ModelOverloaded)
 
 
@@ -166,7 +167,7 @@ def actor_calls(cluster: ProcessCluster) -> int:
     """Calls the workers' model actors have received so far."""
 
     def probe(dask_worker):  # a closure, so cloudpickle ships it by value
-        from caikit_dask.loading.actor import ModelActor
+        from caikit_dask.loading.actor.model_actor import ModelActor
 
         actors = list(dask_worker.state.actors.values())
         return sum(actor.calls for actor in actors if isinstance(actor, ModelActor))

@@ -10,7 +10,7 @@ import itertools
 import cloudpickle
 from caikit.core.data_model import DataStream
 
-from caikit_dask.loading.proxy import _sendable
+from caikit_dask.loading.wire.protocol import sendable as _sendable
 
 TEXTS = ["I love it", "I hate it", "Wonderful"]
 

@@ -79,7 +79,7 @@ def worker_actors(cluster: ProcessCluster) -> list[dict[str, Any]]:
 
     def probe(dask_worker):  # a closure, so cloudpickle ships it by value
 
-        from caikit_dask.loading.actor import ModelActor
+        from caikit_dask.loading.actor.model_actor import ModelActor
 
         return [
             {

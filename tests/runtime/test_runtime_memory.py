@@ -23,7 +23,7 @@ from cluster_support import TESTS_DIR, ProcessCluster, actor_keys_on_workers, po
 from memory_testlib import MB, save_memory_model
 from runtime_server import HERE, RuntimeServer
 
-from caikit_dask.loading.scheduler_side import MEMORY
+from caikit_dask.loading.scheduler.books import MEMORY
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,273 @@
+"""The Dask actor that holds one loaded model on a worker.
+
+Actor methods are ``async`` so they run on the worker's event loop and hand the
+model's work to the worker's shared thread pool (see ``worker_pool``):
+synchronous actor methods would all share one thread, and CPU work on the event
+loop would block the worker's heartbeats. A model holds at most a few of the
+pool's threads at once, so one slow model never holds up the others.
+Calls arrive in batches (see ``wire.channel``) and run concurrently; a batch replies
+once its calls are done, or soon after the first is, leaving slow calls to be
+collected later, so a fast call never waits behind a slow one. Output streams
+stay on the worker and are pulled in chunks by the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import itertools
+import math
+import os
+import pickle
+import threading
+import time
+from typing import Any
+
+from ..wire.protocol import MAX_CONCURRENCY, decode_request, failed_outcome, run_request
+from .model_load import load_model
+from .outcomes import Outcomes
+from .stoppable import StoppableCall
+from .worker_pool import per_model_limit, shared_pool
+
+_END = object()
+_WORK = object()  # the ticket of a queued piece of stream work (a callable)
+_STOPPED_EARLY_KEPT = 256  # ids of cancels that arrived before their call
+
+# A batch replies after its first call finishes (or after REPLY_WITHIN, so slow calls do
+# not hold the caller's message slots), plus up to COLLECT_LINGER for the others.
+REPLY_WITHIN = 0.02
+COLLECT_LINGER = 0.002
+# Calls of a batch share a pool thread up to about this much work each.
+SLICE = 0.002
+
+
+class ModelActor:
+    """Owns the model; every proxy call lands in ``run_batch`` or the stream methods.
+
+    Calls wait in one queue per model; the model's jobs in the shared pool take them
+    in turn. At most ``max_concurrency`` jobs (and at most half the pool) per model.
+    """
+
+    def __init__(
+        self,
+        source: str | bytes,
+        library: str | None = None,
+        max_concurrency: int = MAX_CONCURRENCY,
+    ):
+        # self.size: what the load took of the worker's memory, booked instead of the first
+        # estimate (see placement.memory).
+        self.model, self.size = load_model(source, library)
+        self.module_id = self.model.MODULE_ID
+        self._executor = shared_pool()
+        self._max_concurrency = per_model_limit(max_concurrency)
+        self._typical_call = SLICE  # seconds; a moving average of the model's calls
+        self._queue: collections.deque = collections.deque()
+        self._jobs = 0  # this model's jobs in the pool, each taking from the queue
+        self._jobs_lock = threading.Lock()
+        self._streams: dict[int, Any] = {}
+        self._stream_ids = itertools.count()
+        self._outcomes: Outcomes | None = None
+        self._tickets = itertools.count()
+        self._stoppable: dict[str, tuple[StoppableCall, tuple]] = {}
+        self._stopped_early: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.calls = 0
+
+    async def run_batch(self, requests: tuple[bytes, ...]) -> bytes:
+        """Queue each request for the pool; reply with tickets and the outcomes ready so far.
+
+        An outcome still running is ``None``; fetch it later with ``collect``. Replies are
+        pickled here (plain ints and bytes) so the comm layer sends one frame.
+        """
+        if self._outcomes is None:
+            self._outcomes = Outcomes(asyncio.get_running_loop())
+        self.calls += len(requests)
+        tickets = [next(self._tickets) for _ in requests]
+        for ticket in tickets:
+            self._outcomes.started(ticket)
+        # Jobs take the queued calls in turn, as the pool would, without a job (and a thread
+        # wake-up) per call: as many jobs as give each about SLICE of work. If calls are
+        # still queued after SLICE (one ran long), more jobs join, up to the model's limit.
+        jobs = max(1, min(math.ceil(len(requests) * self._typical_call / SLICE), len(requests)))
+        with self._jobs_lock:
+            self._queue.extend(zip(tickets, requests, strict=True))
+        running = self._add_jobs(jobs)
+        if running < self._max_concurrency and len(self._queue) > running:
+            asyncio.get_running_loop().call_later(SLICE, self._add_jobs, self._max_concurrency)
+        return pickle.dumps((tickets, await self._ready(tickets, REPLY_WITHIN)), protocol=5)
+
+    async def run_stoppable(self, call_id: str, request: bytes) -> bytes:
+        """One call that ``cancel(call_id)`` can stop (see ``stoppable``): its pickled outcome.
+
+        Queued with the model's other calls; ``run_batch`` stays free of the bookkeeping.
+        """
+        self.calls += 1
+        call = StoppableCall(call_id, request, asyncio.get_running_loop())
+        item = (_WORK, functools.partial(call.run, self.model))
+        with self._jobs_lock:  # as ``cancel``: it finds the call, or the call finds its id
+            self._stoppable[call_id] = (call, item)
+            overtaken = call_id in self._stopped_early
+            if overtaken:
+                del self._stopped_early[call_id]
+            else:
+                self._queue.append(item)
+        if overtaken:  # the cancel arrived before the call
+            call.stop(dequeued=True)
+        else:
+            self._add_jobs(1)
+        try:
+            return await call.outcome
+        finally:
+            if self._stoppable.get(call_id, (None,))[0] is call:
+                del self._stoppable[call_id]
+
+    def cancel(self, call_id: str) -> bool:
+        """Stop the call ``call_id``: a queued one is dropped, a running one interrupted.
+
+        A plain method, so callable from any thread (Dask runs it in the actor's thread;
+        ``cancel_on_worker`` on the event loop). An id not seen yet is remembered for a
+        while, in case its call is still on the way here.
+        """
+        with self._jobs_lock:
+            call, item = self._stoppable.get(call_id, (None, None))
+            if call is None:
+                self._stopped_early[call_id] = None
+                while len(self._stopped_early) > _STOPPED_EARLY_KEPT:
+                    self._stopped_early.popitem(last=False)
+                return False
+            try:
+                self._queue.remove(item)
+                dequeued = True
+            except ValueError:  # taken by a pool job already
+                dequeued = False
+        call.stop(dequeued)
+        return True
+
+    def _add_jobs(self, wanted: int) -> int:
+        """Up to ``wanted`` more jobs while calls wait, within the limit; the jobs now running."""
+        with self._jobs_lock:
+            count = min(wanted, self._max_concurrency - self._jobs, len(self._queue))
+            if count <= 0:
+                return self._jobs
+            self._jobs += count
+            running = self._jobs
+        for _ in range(count):
+            self._executor.submit(self._run)
+        return running
+
+    async def collect(self, tickets: list[int]) -> bytes:
+        """Outcomes of earlier requests, once at least one is ready (``None``: still running)."""
+        return pickle.dumps(await self._ready(tickets, None), protocol=5)
+
+    def _run(self) -> None:
+        queue, lock = self._queue, self._jobs_lock
+        while True:
+            with lock:
+                if not queue:
+                    self._jobs -= 1
+                    return
+                ticket, request = queue.popleft()
+            if ticket is _WORK:
+                request()
+                continue
+            started = time.perf_counter()
+            try:
+                outcome = run_request(self.model, request)
+            except BaseException as err:  # noqa: BLE001 - e.g. SystemExit: the caller must hear
+                outcome = failed_outcome(RuntimeError(f"The call was ended by {err!r}"))
+            took = time.perf_counter() - started
+            self._typical_call += (took - self._typical_call) * 0.2
+            self._outcomes.finished(ticket, outcome)
+
+    async def _in_turn(self, work: Any) -> Any:
+        """Run ``work()`` in the pool as one of this model's queued calls (streams use it)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def run() -> None:
+            try:
+                result = work()
+            except BaseException as err:  # noqa: BLE001 - handed to the awaiting caller
+                loop.call_soon_threadsafe(_settle, done, None, err)
+            else:
+                loop.call_soon_threadsafe(_settle, done, result, None)
+
+        with self._jobs_lock:
+            self._queue.append((_WORK, run))
+        self._add_jobs(1)
+        return await done
+
+    async def _ready(self, tickets: list[int], first_within: float | None) -> list:
+        outcomes = self._outcomes
+        await outcomes.wait(tickets, 1, first_within)
+        await outcomes.wait(tickets, len(tickets), COLLECT_LINGER)
+        return [self._take(ticket) for ticket in tickets]
+
+    def _take(self, ticket: int) -> bytes | None:
+        try:
+            return self._outcomes.take(ticket)
+        except KeyError:
+            return failed_outcome(LookupError(f"No call with ticket {ticket} on this actor"))
+
+    async def open_stream(self, request: bytes, first: int) -> tuple:
+        """Start an output stream; returns its id and its first chunk."""
+        self.calls += 1
+
+        def start() -> Any:
+            method, args, kwargs = decode_request(request)
+            return iter(getattr(self.model, method)(*args, **kwargs))
+
+        stream = await self._in_turn(start)
+        stream_id = next(self._stream_ids)
+        self._streams[stream_id] = stream
+        items, done = await self.next_chunk(stream_id, first)
+        return stream_id, items, done
+
+    async def next_chunk(self, stream_id: int, size: int) -> tuple[list, bool]:
+        """Up to ``size`` more items of a stream, and whether it has ended."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return [], True
+
+        def pull() -> tuple[list, bool]:
+            items = []
+            for _ in range(size):
+                item = next(stream, _END)
+                if item is _END:
+                    return items, True
+                items.append(item)
+            return items, False
+
+        try:
+            items, done = await self._in_turn(pull)
+        except BaseException:
+            self._streams.pop(stream_id, None)
+            raise
+        if done:
+            self._streams.pop(stream_id, None)
+        return items, done
+
+    async def close_stream(self, stream_id: int) -> None:
+        """Drop a stream the caller stopped reading."""
+        stream = self._streams.pop(stream_id, None)
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+    async def ping(self) -> dict:
+        """Health check: cheap, answered on the event loop."""
+        return {
+            "module_id": self.module_id,
+            "calls": self.calls,
+            "pid": os.getpid(),
+            "bytes": self.size,
+        }
+
+
+def _settle(future: asyncio.Future, result: Any, err: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if err is not None:
+        future.set_exception(err)
+    else:
+        future.set_result(result)

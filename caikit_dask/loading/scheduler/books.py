@@ -1,0 +1,24 @@
+"""The names the scheduler keeps our state under, and the event topics it announces on.
+
+Plain strings, shared by the caller side and the code sent to the scheduler.
+"""
+
+# Task metadata: {worker: {actor key: resources}}. Dask holds an actor's resources only
+# while its constructor runs (distributed#2843), so placements are booked here.
+PLACEMENTS = "caikit-dask-placements"
+# Task metadata: {worker: {actor key: booking}}, a booking being
+# {"model", "bytes", "estimate", "used", "evictable", "loaded", "fraction"}.
+MEMORY = "caikit-dask-memory"
+# Task metadata: {model path: bytes its last load took on a worker}.
+MEASURED = "caikit-dask-measured"
+# Task metadata: {ask id: {"base": workers when asked, "until": time}} (adaptive asks).
+ASKS = "caikit-dask-worker-asks"
+# Task metadata: when adaptive_target was last called.
+ASKED = "caikit-dask-target-asked"
+
+# Event topic: {"evicted": [[worker, actor key], ...]} unloaded to make room.
+EVICTIONS = "caikit-dask-evictions"
+# Event topic: {"workers": {worker: [actor key, ...]}} about to retire.
+RETIRING = "caikit-dask-retiring"
+# Event topic: {"worker", "key"}: an actor that cannot move off its retiring worker.
+STAYS = "caikit-dask-retiring-stays"

@@ -1,0 +1,5 @@
+"""Set at interpreter exit (see ``health``): background upkeep stops."""
+
+import threading
+
+exiting = threading.Event()
