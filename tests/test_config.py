@@ -152,14 +152,14 @@ def test_valid_worker_groups_are_accepted_at_construction():
 
 
 def test_readme_config_table_matches_the_declarations():
-    """Every backend key is in README's table, saying which adapters take it."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    """Every backend key is in the configuration page's table, saying which adapters take it."""
+    readme = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)[^`]*` \| (both|trainer|initializer) \|", readme, re.M))
     for key in BackendConfig.BACKEND_KEYS:
         trainer = key in BackendConfig.TRAINER_KEYS
         initializer = key in BackendConfig.INITIALIZER_KEYS
         where = "both" if trainer and initializer else "trainer" if trainer else "initializer"
-        assert rows.get(key) == where, f"README says {key} is for {rows.get(key)}, not {where}"
+        assert rows.get(key) == where, f"docs/configuration.md says {key} is for {rows.get(key)}, not {where}"
 
 
 def test_public_exception_types_import_from_errors():
