@@ -123,7 +123,7 @@ def list_all(client: Client) -> list[DaskTraining]:
     trainings, erred, bound = [], [], []
     for listed in read_all_trainings(client):
         known = monitor.followed(listed["id"])
-        if known is not None and known.key == listed["key"]:
+        if isinstance(known, DaskTraining) and known.key == listed["key"]:
             trainings.append(known)  # this process follows it already
             continue
         training = _from_record(client, listed["id"], record_of(client, listed))
