@@ -8,7 +8,7 @@
   release, delete).
 - ``state``: the state machine its status comes from.
 - ``monitor``: routes scheduler events to the handles this process follows.
-- ``worker_side`` / ``scheduler_side``: what runs on a worker and on the scheduler.
+- ``on_worker`` / ``on_scheduler``: what runs on a worker and on the scheduler.
 - ``log_store``: the scheduler plugin keeping each training's last log lines.
 - ``events``: the topic, state and dataset names the three sides share.
 - ``by_value`` and ``shipping``: module classes out, trained models back.

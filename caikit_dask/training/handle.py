@@ -30,10 +30,10 @@ from ..errors import DaskBackendError, log
 from . import events
 from .log_store import read_logs
 from .monitor import TrainingMonitor
-from .scheduler_side import forget_training
+from .on_scheduler import forget_training
+from .on_worker import cancel_on_worker
 from .shipping import ShippedModel
 from .state import TrainingState
-from .worker_side import cancel_on_worker
 
 
 def _to_datetime(timestamp: float | None) -> datetime | None:
@@ -124,7 +124,7 @@ class DaskTraining:
     # -- decisions and replays ----------------------------------------------------------------
 
     def apply_scheduler_facts(self, facts: dict[str, Any]) -> None:
-        """Fold in what a replay read on the scheduler (see ``scheduler_side``).
+        """Fold in what a replay read on the scheduler (see ``on_scheduler``).
 
         A failed task is waited for briefly, so that this client's future carries its
         exception before anyone reads the status (a finished one has its marker).

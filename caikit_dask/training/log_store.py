@@ -1,6 +1,6 @@
 """A training's log lines, kept on the scheduler so any process can read them.
 
-The worker sends each line its training thread logs as an event (``worker_side``);
+The worker sends each line its training thread logs as an event (``on_worker``);
 the scheduler keeps only the last ``distributed.admin.low-level-log-length`` events
 per topic, shared by every training, so a scheduler plugin copies each line into a
 deque of its own training, bounded by the trainer's ``log_lines``. The worker

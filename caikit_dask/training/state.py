@@ -1,7 +1,7 @@
 """A training's state machine: what its events, scheduler facts and future say it is.
 
 Status moves QUEUED -> RUNNING -> COMPLETED / ERRORED / CANCELED. Events from the
-worker (``worker_side``), the scheduler's facts on a replay (``scheduler_side``),
+worker (``on_worker``), the scheduler's facts on a replay (``on_scheduler``),
 the caller's own decisions (cancel, a lost worker, no resources) and the Dask
 future's status all feed it; ``status`` reads them in that order of authority.
 A decision is announced to other clients as an event; its echo back here is

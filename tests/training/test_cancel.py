@@ -10,7 +10,7 @@ from caikit_dask import DaskModelTrainer
 from caikit_dask.example import TextClassifier
 from caikit_dask.training import events
 from caikit_dask.training.monitor import TrainingMonitor
-from caikit_dask.training.worker_side import is_running_on_worker
+from caikit_dask.training.on_worker import is_running_on_worker
 
 
 def test_cancel_stops_the_work_on_the_worker_and_frees_the_gpu(connection, observer):

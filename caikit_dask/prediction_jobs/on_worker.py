@@ -20,7 +20,7 @@ from distributed.utils import sync
 
 from ..errors import PredictionCanceled
 from ..loading.actor import ModelActor
-from .scheduler_state import METADATA_KEY
+from .on_scheduler import METADATA_KEY
 
 
 class _RunningJob:
