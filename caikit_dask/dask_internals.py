@@ -5,9 +5,10 @@ saying what it is and why we need it, and ``tests/test_dask_internals.py`` check
 each one against the installed distributed, so a release that changes one fails
 there, naming it, instead of somewhere deep in a load or a training.
 
-Parts of this run on the scheduler (topic events, published datasets, handler
-wrapping), so the module travels by value: it imports only distributed and the
-standard library, and the scheduler needs no caikit-dask.
+Parts of this run on workers (plugin registration, actors) and on the scheduler
+(topic events and subscriptions, published datasets, cancels, handler wrapping),
+so the module travels by value: it imports only distributed and the standard
+library, and the scheduler needs no caikit-dask.
 """
 
 from __future__ import annotations
@@ -138,7 +139,53 @@ def decode_published(record: tuple[str, Any, Any], client: Any) -> Any:
     return value
 
 
+# -- on workers ---------------------------------------------------------------------------
+
+
+def register_scheduler_plugin_from_worker(worker: Any, pickled_plugin: bytes, name: str) -> Any:
+    """Register a pickled scheduler plugin from inside a task (idempotent); a coroutine.
+
+    ``Scheduler.register_scheduler_plugin(plugin, name, idempotent)``, the handler behind
+    ``Client.register_plugin``, called over the worker's rpc to the scheduler
+    (``Worker.scheduler``): a worker has no API of its own for it, and a task that opened
+    a client for it would cost a connection per worker. The plugin travels as bytes
+    pickled by ``distributed.protocol.pickle.dumps``, which the handler unpickles.
+    """
+    return worker.scheduler.register_scheduler_plugin(
+        plugin=pickled_plugin, name=name, idempotent=True
+    )
+
+
+def worker_actors(worker: Any) -> list[Any]:
+    """The actor instances a worker holds (to stop a call in them).
+
+    ``Worker.state.actors``: the worker state machine's ``{key: instance}`` of the actors
+    it runs.
+    """
+    return list(worker.state.actors.values())
+
+
 # -- on the scheduler ---------------------------------------------------------------------
+
+
+def subscribe_on_scheduler(scheduler: Any, topic: str, client_id: str) -> None:
+    """Subscribe the client ``client_id`` to ``topic``, on the scheduler, at once.
+
+    ``Scheduler.subscribe_topic(topic, client)``: the handler a client's own
+    ``subscribe_topic`` reaches later, through its batched stream; called on the scheduler,
+    the subscription is in place when the call returns (``topics``, ``log_store``).
+    """
+    scheduler.subscribe_topic(topic, client_id)
+
+
+def cancel_for_all_clients(scheduler: Any, keys: list[str], client_id: str, reason: str) -> None:
+    """Cancel ``keys`` for every client holding them, as ``Client.cancel(force=True)`` does.
+
+    ``Scheduler.stimulus_cancel(keys, client, force, reason, msg)``: the scheduler's own
+    step behind the ``cancel-keys`` message, run here inside a function already on the
+    scheduler (deleting a training), so the cancel and the rest happen in one step.
+    """
+    scheduler.stimulus_cancel(list(keys), client_id, True, reason, reason)
 
 
 def topic_events(scheduler: Any, topic: str) -> Any:

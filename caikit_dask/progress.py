@@ -10,7 +10,7 @@ module's per-step callback, e.g. the example's ``progress_callback=report_progre
 
 It logs one structured record on the ``caikit_dask.progress`` logger. On a Dask
 worker the training thread's records are forwarded to the scheduler's event log
-(see ``training.worker_side``), tagged with the training id, so no Dask handle is
+(see ``training.on_worker``), tagged with the training id, so no Dask handle is
 needed in the module and the call is harmless anywhere else (a plain log line).
 
 Caller side: :func:`wait_with_progress` follows a training until it ends and drives a

@@ -14,6 +14,8 @@ from typing import Any
 
 from distributed import Client
 
+from .dask_internals import subscribe_on_scheduler
+
 
 def subscribe(client: Client, topic: str, handler: Callable[[Any], Any]) -> None:
     """Call ``handler`` for each event of ``topic``, from the moment this returns."""
@@ -21,6 +23,6 @@ def subscribe(client: Client, topic: str, handler: Callable[[Any], Any]) -> None
     client_id = client.id
 
     def add_subscriber(dask_scheduler: Any) -> None:
-        dask_scheduler.subscribe_topic(topic, client_id)
+        subscribe_on_scheduler(dask_scheduler, topic, client_id)
 
     client.run_on_scheduler(add_subscriber)

@@ -159,17 +159,18 @@ def test_readme_config_table_matches_the_declarations():
         trainer = key in BackendConfig.TRAINER_KEYS
         initializer = key in BackendConfig.INITIALIZER_KEYS
         where = "both" if trainer and initializer else "trainer" if trainer else "initializer"
-        assert rows.get(key) == where, f"docs/configuration.md says {key} is for {rows.get(key)}, not {where}"
+        said = rows.get(key)
+        assert said == where, f"docs/configuration.md says {key} is for {said}, not {where}"
 
 
 def test_public_exception_types_import_from_errors():
     from caikit_dask import errors
-    from caikit_dask.prediction_jobs import worker_side as job_worker_side
-    from caikit_dask.training import by_value, worker_side
+    from caikit_dask.prediction_jobs import on_worker as job_on_worker
+    from caikit_dask.training import by_value, on_worker
 
-    assert errors.PredictionCanceled is job_worker_side.PredictionCanceled
-    assert errors.TrainingCanceled is worker_side.TrainingCanceled
-    assert errors.TrainingResultLost is worker_side.TrainingResultLost
+    assert errors.PredictionCanceled is job_on_worker.PredictionCanceled
+    assert errors.TrainingCanceled is on_worker.TrainingCanceled
+    assert errors.TrainingResultLost is on_worker.TrainingResultLost
     assert errors.ByValueError is by_value.ByValueError
     with pytest.raises(AttributeError):
         errors.NoSuchError  # noqa: B018

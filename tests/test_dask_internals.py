@@ -11,7 +11,10 @@ import pickle
 
 import distributed
 import pytest
+from cluster_support import poll
 from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.protocol.pickle import dumps
 
 from caikit_dask import dask_internals as internals
 
@@ -189,3 +192,77 @@ def test_a_wrapped_scheduler_method_answers_remote_callers_too():
         assert asyncio.iscoroutinefunction(scheduler.retire_workers), changed(
             "Scheduler.retire_workers (an async method)"
         )
+
+
+class MarkerPlugin(SchedulerPlugin):
+    name = "caikit-dask-internals-marker"
+
+    def __init__(self, mark: str) -> None:
+        self.mark = mark
+
+
+def test_a_worker_registers_a_pickled_scheduler_plugin_once(client):
+    name = MarkerPlugin.name
+
+    async def register(mark: str, dask_worker) -> None:
+        pickled = dumps(MarkerPlugin(mark))
+        await internals.register_scheduler_plugin_from_worker(dask_worker, pickled, name)
+
+    [worker, *_] = client.scheduler_info(n_workers=-1)["workers"]
+    try:
+        client.run(register, "first", workers=[worker])
+        client.run(register, "second", workers=[worker])  # idempotent: the first one stays
+        mark = client.run_on_scheduler(
+            lambda dask_scheduler: getattr(dask_scheduler.plugins.get(name), "mark", None)
+        )
+        assert mark == "first", changed("Scheduler.register_scheduler_plugin from a worker")
+    finally:
+        client.unregister_scheduler_plugin(name)
+
+
+def test_a_worker_lists_the_actors_it_holds(client, counter):
+    future, _ = counter
+    [worker] = client.who_has([future])[future.key]
+    held = client.run(
+        lambda dask_worker: [type(a).__name__ for a in internals.worker_actors(dask_worker)],
+        workers=[worker],
+    )
+    assert "Counter" in held[worker], changed("Worker.state.actors")
+
+
+def test_a_client_is_subscribed_on_the_scheduler_at_once(client):
+    topic, client_id = "caikit-dask-internals-subscribe", client.id
+
+    def subscribe_and_look(dask_scheduler) -> bool:
+        internals.subscribe_on_scheduler(dask_scheduler, topic, client_id)
+        subscribed = client_id in dask_scheduler._broker._topics[topic].subscribers
+        dask_scheduler.unsubscribe_topic(topic, client_id)
+        return subscribed
+
+    assert client.run_on_scheduler(subscribe_and_look), changed(
+        "Scheduler.subscribe_topic(topic, client)"
+    )
+
+
+def test_a_task_is_cancelled_for_every_client_holding_it(client, observer):
+    # A task no worker can run: it waits, holding no worker thread, until cancelled.
+    future = client.submit(sum, [1, 2], resources={"NO-SUCH-RESOURCE": 1}, pure=False)
+    key, client_id, holders = future.key, client.id, {client.id, observer.id}
+    poll(lambda: client.run_on_scheduler(lambda dask_scheduler: key in dask_scheduler.tasks))
+    held_elsewhere = distributed.Future(key, observer)
+    internals.desire_keys(observer, [key])
+
+    def held_by_both(dask_scheduler) -> bool:
+        return {c.client_key for c in dask_scheduler.tasks[key].who_wants} >= holders
+
+    poll(lambda: client.run_on_scheduler(held_by_both), what="both clients to hold the task")
+    client.run_on_scheduler(
+        lambda dask_scheduler: internals.cancel_for_all_clients(
+            dask_scheduler, [key], client_id, "internals check"
+        )
+    )
+    poll(
+        lambda: future.status == held_elsewhere.status == "cancelled",
+        10,
+        what=changed("Scheduler.stimulus_cancel(keys, client, force, reason, msg)"),
+    )

@@ -25,8 +25,8 @@ from caikit.core.model_management.job_predictor_base import (
 from distributed import Client, Future
 
 from ..errors import DaskBackendError, PredictionCanceled
-from . import scheduler_state
-from .worker_side import cancel_on_worker
+from . import on_scheduler
+from .on_worker import cancel_on_worker
 
 log = alog.use_channel("DASK-JOBS")
 
@@ -59,7 +59,7 @@ class DaskJobPredictorFuture(JobPredictorFutureBase):
         """Status, errors and times; one scheduler round trip until the job has ended."""
         if self._final is not None:
             return self._final
-        record = scheduler_state.read_record(self.client, self.id)
+        record = on_scheduler.read_record(self.client, self.id)
         status, errors = self._status(record)
         completion = None
         if status.is_terminal:
@@ -114,7 +114,7 @@ class DaskJobPredictorFuture(JobPredictorFutureBase):
         if self.get_info().status.is_terminal:
             log.debug("Prediction %s already ended; nothing to cancel", self.id)
             return
-        scheduler_state.mark_canceled(self.client, self.id)
+        on_scheduler.mark_canceled(self.client, self.id)
         try:
             self.client.run(cancel_on_worker, self.id, self.task_key)
         except Exception as err:  # noqa: BLE001 - the task is cancelled below anyway
@@ -137,7 +137,7 @@ class DaskJobPredictorFuture(JobPredictorFutureBase):
 
     def forget(self) -> None:
         """Drop the job and its result from the scheduler (retention is over)."""
-        scheduler_state.forget(self.client, self.id, self.task_key)
+        on_scheduler.forget(self.client, self.id, self.task_key)
         self.future.release()
 
     def __repr__(self) -> str:

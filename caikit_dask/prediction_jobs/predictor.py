@@ -39,11 +39,11 @@ from distributed import Client, Future
 from ..connection import DaskConnection
 from ..errors import error
 from ..loading.wire.protocol import sendable
-from . import scheduler_state
+from . import on_scheduler
 from .future import DaskJobPredictorFuture
 from .model_refs import LocalModelRef, PublishedModelRef
+from .on_worker import run_prediction
 from .settings import JobPredictorSettings
-from .worker_side import run_prediction
 
 
 def is_dask_proxy(model: Any) -> bool:
@@ -141,7 +141,7 @@ class DaskJobPredictor(JobPredictorBase):
         args = tuple(sendable(value) for value in args)
         kwargs = {name: sendable(value) for name, value in kwargs.items()}
         key = f"caikit-prediction-{uuid.uuid4().hex}"
-        scheduler_state.write_record(client, job_id, scheduler_state.new_record(key, time.time()))
+        on_scheduler.write_record(client, job_id, on_scheduler.new_record(key, time.time()))
         try:
             dask_future = client.submit(
                 run_prediction,
@@ -155,11 +155,11 @@ class DaskJobPredictor(JobPredictorBase):
                 pure=False,
             )
         except Exception as err:
-            scheduler_state.forget(client, job_id, key)
+            on_scheduler.forget(client, job_id, key)
             _raise_unsendable(prediction_func_name, args, kwargs, err)
             raise
         client.publish_dataset(
-            override=True, **{scheduler_state.dataset_name(job_id): {"future": dask_future}}
+            override=True, **{on_scheduler.dataset_name(job_id): {"future": dask_future}}
         )
         future = DaskJobPredictorFuture(job_id, client, dask_future)
         with self._lock:
@@ -176,7 +176,7 @@ class DaskJobPredictor(JobPredictorBase):
         error.type_check("<DSK70000005E>", str, future_id=future_id)
         client = self.client
         try:
-            record = client.get_dataset(scheduler_state.dataset_name(future_id))
+            record = client.get_dataset(on_scheduler.dataset_name(future_id))
         except KeyError:
             raise CaikitCoreException(
                 status_code=CaikitCoreStatusCode.NOT_FOUND,

@@ -2,7 +2,7 @@
 
 The worker reports a training's state and log on scheduler event topics; the
 caller's client follows them (``monitor``) and a client in another process
-replays them (``scheduler_side``); a scheduler plugin keeps each training's log
+replays them (``on_scheduler``); a scheduler plugin keeps each training's log
 (``log_store``). A training's future is kept alive under a
 published dataset name; the scheduler marks a finished task in its metadata.
 """

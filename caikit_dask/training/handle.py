@@ -30,10 +30,10 @@ from ..errors import DaskBackendError, log
 from . import events
 from .log_store import read_logs
 from .monitor import TrainingMonitor
-from .scheduler_side import forget_training
+from .on_scheduler import forget_training
+from .on_worker import cancel_on_worker
 from .shipping import ShippedModel
 from .state import TrainingState
-from .worker_side import cancel_on_worker
 
 
 def _to_datetime(timestamp: float | None) -> datetime | None:
@@ -92,20 +92,11 @@ class DaskTraining:
     worker_deaths = property(lambda self: self.state.worker_deaths)
     finished_once = property(lambda self: self.state.finished_once)
 
+    # -- the monitor's listener (``monitor.TrainingListener``) -------------------------------
+
     def apply_event(self, msg: dict[str, Any]) -> None:
         """Fold one scheduler event about this training into its state (from the monitor)."""
         self.state.apply_event(msg)
-
-    def apply_scheduler_facts(self, facts: dict[str, Any]) -> None:
-        """Fold in what a replay read on the scheduler (see ``scheduler_side``).
-
-        A failed task is waited for briefly, so that this client's future carries its
-        exception before anyone reads the status (a finished one has its marker).
-        """
-        self.state.apply_scheduler_facts(facts)
-        if facts["task_state"] == "erred":
-            with self.client.as_current(), contextlib.suppress(Exception):  # best effort
-                distributed_wait([self.future], timeout=5)
 
     def on_worker_lost(self, worker: str | None) -> None:
         """A worker died while running this; beyond ``retries`` it is an error, not a rerun."""
@@ -130,20 +121,37 @@ class DaskTraining:
 
         threading.Thread(target=fail, daemon=True).start()
 
+    # -- decisions and replays ----------------------------------------------------------------
+
+    def apply_scheduler_facts(self, facts: dict[str, Any]) -> None:
+        """Fold in what a replay read on the scheduler (see ``on_scheduler``).
+
+        A failed task is waited for briefly, so that this client's future carries its
+        exception before anyone reads the status (a finished one has its marker).
+        """
+        self.state.apply_scheduler_facts(facts)
+        if facts["task_state"] == "erred":
+            with self.client.as_current(), contextlib.suppress(Exception):  # best effort
+                distributed_wait([self.future], timeout=5)
+
     def end(self, outcome: JobStatus, reason: Exception | None = None) -> None:
-        """Decide the outcome here (cancel, a failure the caller saw) and tell other clients."""
+        """Decide the outcome here (cancel, a failure the caller saw) and tell other clients.
+
+        The announcement comes back to this client through the monitor too; the state
+        drops that echo (``TrainingState.expect_echo``): the decision is applied once,
+        here. Other clients apply the announcement as before.
+        """
         self.state.decide(outcome, reason, task_done=self.future.done())
         if reason is not None or outcome is JobStatus.CANCELED:
-            self.client.log_event(
-                events.STATE_TOPIC,
-                {
-                    "id": self.id,
-                    "key": self.key,
-                    "state": events.CANCELED if outcome is JobStatus.CANCELED else events.ERRORED,
-                    "time": self.completion_time,
-                    "error": str(reason) if reason else None,
-                },
-            )
+            announcement = {
+                "id": self.id,
+                "key": self.key,
+                "state": events.CANCELED if outcome is JobStatus.CANCELED else events.ERRORED,
+                "time": self.completion_time,
+                "error": str(reason) if reason else None,
+            }
+            self.state.expect_echo(announcement)  # before it is sent: the echo may be quick
+            self.client.log_event(events.STATE_TOPIC, announcement)
 
     @property
     def status(self) -> JobStatus:

@@ -1,6 +1,6 @@
 """A training's log lines, kept on the scheduler so any process can read them.
 
-The worker sends each line its training thread logs as an event (``worker_side``);
+The worker sends each line its training thread logs as an event (``on_worker``);
 the scheduler keeps only the last ``distributed.admin.low-level-log-length`` events
 per topic, shared by every training, so a scheduler plugin copies each line into a
 deque of its own training, bounded by the trainer's ``log_lines``. The worker
@@ -15,7 +15,7 @@ from typing import Any
 
 from distributed import Client
 
-from ..dask_internals import topic_events
+from ..dask_internals import subscribe_on_scheduler, topic_events
 from .events import LOG_STORE, LOG_TOPIC, STATE_TOPIC
 
 FORGOTTEN_KEPT = 10_000  # task keys of forgotten trainings the plugin remembers
@@ -82,7 +82,7 @@ def read_logs(
 
     def read(dask_scheduler: Any) -> list:
         if client_id is not None:
-            dask_scheduler.subscribe_topic(topic, client_id)
+            subscribe_on_scheduler(dask_scheduler, topic, client_id)
         store = dask_scheduler.plugins.get(name)
         kept = store.logs.get(training_id) if store is not None else None
         return list(kept[1]) if kept is not None and kept[0] == key else []

@@ -3,6 +3,10 @@
 One monitor per client subscribes to the training topics and to the scheduler's
 worker-removal events, so status changes reach ``get_info``/``wait`` as they
 happen, without polling; the subscriptions end when a connection closes the client.
+
+It knows the trainings it routes to only as ``TrainingListener`` (defined here):
+``handle.DaskTraining`` is one (``submit`` registers it with ``follow``); the monitor
+never imports the handle, the handle imports the monitor.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import queue
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from distributed import Client
 
@@ -20,18 +24,34 @@ from ..connection import DaskConnection
 from ..per_client import PerClient
 from . import events
 
-if TYPE_CHECKING:
-    from .handle import DaskTraining
-
 log = logging.getLogger("caikit_dask.training")
 
 
+class TrainingListener(Protocol):
+    """What the monitor routes one training's events to (``handle.DaskTraining``).
+
+    Both methods are called on the client's event loop: they must not block.
+    """
+
+    id: str  # the training id its events carry
+    key: str  # its task key, named in the scheduler's worker-removal events
+
+    def apply_event(self, msg: dict[str, Any]) -> None:
+        """A state event about this training (from its worker or another client)."""
+
+    def on_worker_lost(self, worker: str | None) -> None:
+        """The worker running this training's task left the cluster."""
+
+
 class TrainingMonitor:
-    """Routes events for the trainings this process follows to their handles."""
+    """Routes events for the trainings this process follows to their listeners.
+
+    Listeners are held weakly: a handle nobody holds any more stops being followed.
+    """
 
     def __init__(self, client: Client):
         self._client_ref = weakref.ref(client)
-        self._trainings: weakref.WeakValueDictionary[str, DaskTraining] = (
+        self._trainings: weakref.WeakValueDictionary[str, TrainingListener] = (
             weakref.WeakValueDictionary()
         )
         # Events that arrive between submit and follow(), kept for the training.
@@ -60,7 +80,9 @@ class TrainingMonitor:
         with self._early_lock:
             self._early[training_id] = []
 
-    def follow(self, training: DaskTraining) -> None:
+    def follow(self, training: TrainingListener) -> None:
+        """Route ``training.id``'s events to ``training`` from now on (replacing any other),
+        first those kept since ``expect``."""
         with self._early_lock:
             self._trainings[training.id] = training
             early = self._early.pop(training.id, [])
@@ -70,8 +92,8 @@ class TrainingMonitor:
     def forget(self, training_id: str) -> None:
         self._trainings.pop(training_id, None)
 
-    def followed(self, training_id: str) -> DaskTraining | None:
-        """The handle this process follows for ``training_id``, if any."""
+    def followed(self, training_id: str) -> TrainingListener | None:
+        """The listener this process follows ``training_id`` with, if any."""
         return self._trainings.get(training_id)
 
     def listen(self, training_id: str, messages: queue.Queue) -> None:

@@ -1,9 +1,11 @@
 """A training's state machine: what its events, scheduler facts and future say it is.
 
 Status moves QUEUED -> RUNNING -> COMPLETED / ERRORED / CANCELED. Events from the
-worker (``worker_side``), the scheduler's facts on a replay (``scheduler_side``),
+worker (``on_worker``), the scheduler's facts on a replay (``on_scheduler``),
 the caller's own decisions (cancel, a lost worker, no resources) and the Dask
 future's status all feed it; ``status`` reads them in that order of authority.
+A decision is announced to other clients as an event; its echo back here is
+ignored (``expect_echo``), so each decision is applied once, by ``decide``.
 Nothing here talks to Dask.
 """
 
@@ -35,13 +37,24 @@ class TrainingState:
         self.errors: list[Exception] = []
         self.done = threading.Event()
         self._lock = threading.Lock()
+        # Events this state announced itself (``decide``'s outcome, sent to other clients),
+        # each dropped once when it comes back through the monitor.
+        self._echoes: list[dict[str, Any]] = []
 
     def apply_event(self, msg: dict[str, Any]) -> None:
-        """Fold one scheduler event about this training into its state."""
+        """Fold one scheduler event about this training into its state.
+
+        The echo of this state's own announcement (``expect_echo``) is not folded in
+        again: the decision was taken in ``decide``, and re-applying it would turn a
+        cancel that ``decide`` refused (the task ended first) into CANCELED after all.
+        """
         if msg.get("key", self.key) != self.key:
             return  # an earlier training that reused this id
         state = msg.get("state")
         with self._lock:
+            if msg in self._echoes:
+                self._echoes.remove(msg)
+                return
             if state == events.RUNNING:
                 self.start_time = msg.get("time")
                 self.worker = msg.get("worker")
@@ -77,6 +90,11 @@ class TrainingState:
                     self.errors = [reason]
             self.completion_time = self.completion_time or time.time()
         self.done.set()
+
+    def expect_echo(self, msg: dict[str, Any]) -> None:
+        """``msg`` announces this state's decision to other clients: its echo is ignored."""
+        with self._lock:
+            self._echoes.append(msg)
 
     def task_ended(self) -> None:
         """The task's future is done (finished, failed, cancelled or lost)."""

@@ -1,6 +1,6 @@
 """How a training reaches Dask, and how any client finds it again by id or lists them all.
 
-``submit`` checks the call (``checks``), submits ``worker_side.run_training`` as
+``submit`` checks the call (``checks``), submits ``on_worker.run_training`` as
 one task, has the monitor follow it and publishes its record in the background
 (``publisher``), so the training outlives the submitting client. ``reattach``
 reads that record and replays the training's state from the scheduler;
@@ -32,9 +32,9 @@ from .checks import module_class_for_workers, pickle_arguments
 from .events import dataset_name
 from .handle import DaskTraining
 from .monitor import TrainingMonitor
+from .on_scheduler import read_all_trainings, read_training_facts, record_of
+from .on_worker import run_training
 from .publisher import DatasetPublisher
-from .scheduler_side import read_all_trainings, read_training_facts, record_of
-from .worker_side import run_training
 
 
 def submit(
@@ -123,7 +123,7 @@ def list_all(client: Client) -> list[DaskTraining]:
     trainings, erred, bound = [], [], []
     for listed in read_all_trainings(client):
         known = monitor.followed(listed["id"])
-        if known is not None and known.key == listed["key"]:
+        if isinstance(known, DaskTraining) and known.key == listed["key"]:
             trainings.append(known)  # this process follows it already
             continue
         training = _from_record(client, listed["id"], record_of(client, listed))

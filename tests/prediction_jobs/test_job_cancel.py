@@ -6,8 +6,8 @@ from caikit.core.exceptions.caikit_core_exception import CaikitCoreException
 from cluster_support import poll
 from slow_model import SlowModel
 
-from caikit_dask.prediction_jobs.scheduler_state import METADATA_KEY
-from caikit_dask.prediction_jobs.worker_side import is_running_on_worker
+from caikit_dask.prediction_jobs.on_scheduler import METADATA_KEY
+from caikit_dask.prediction_jobs.on_worker import is_running_on_worker
 
 
 def _running_anywhere(observer, job_id):

@@ -14,7 +14,7 @@ from caikit_dask.errors import PredictionCanceled
 from caikit_dask.loading.actor.model_actor import ModelActor
 from caikit_dask.loading.calls.stoppable import call_stoppable
 from caikit_dask.loading.proxy import replica_set_of
-from caikit_dask.prediction_jobs.worker_side import cancel_model_calls
+from caikit_dask.prediction_jobs.on_worker import cancel_model_calls
 
 LONG = 300  # seconds: far longer than any test waits, so only a cancel ends the call
 

@@ -15,7 +15,7 @@ from cluster_support import worker_env
 from slow_model import SlowModel
 
 from caikit_dask.example import EchoWithContext
-from caikit_dask.prediction_jobs.scheduler_state import dataset_name
+from caikit_dask.prediction_jobs.on_scheduler import dataset_name
 
 LOOK_UP = """
 import json, sys

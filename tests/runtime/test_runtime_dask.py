@@ -141,7 +141,7 @@ def training_worker(cluster: ProcessCluster, training_id: str) -> str | None:
 
 def running_on(cluster: ProcessCluster, training_id: str) -> list[str]:
     """Workers whose training thread for ``training_id`` is alive right now."""
-    from caikit_dask.training.worker_side import is_running_on_worker
+    from caikit_dask.training.on_worker import is_running_on_worker
 
     names = {address: name for name, address in cluster.worker_names().items()}
     running = cluster.client.run(is_running_on_worker, training_id)

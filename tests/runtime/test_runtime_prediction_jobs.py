@@ -20,7 +20,7 @@ from distributed import Event
 
 from caikit_dask import DaskJobPredictor
 from caikit_dask.example import EchoWithContext
-from caikit_dask.prediction_jobs.scheduler_state import METADATA_KEY, dataset_name
+from caikit_dask.prediction_jobs.on_scheduler import METADATA_KEY, dataset_name
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from caikit_dask.training.events import (
     STATE_TOPIC,
     dataset_name,
 )
-from caikit_dask.training.worker_side import is_running_on_worker
+from caikit_dask.training.on_worker import is_running_on_worker
 
 # A new process that lists, reads a log, follows one (printing each line as it comes)
 # and deletes, as told in argv[2]; one JSON object per output line.

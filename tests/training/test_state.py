@@ -74,3 +74,16 @@ def test_scheduler_facts_fill_what_the_event_log_dropped():
     state.apply_scheduler_facts({**facts, "finished_at": 200.0, "task_state": "memory"})
     assert state.status("lost", _no_exception) is JobStatus.COMPLETED
     assert state.completion_time == 200.0
+
+
+def test_the_echo_of_the_caller_s_own_announcement_is_not_applied_again():
+    state = TrainingState("k1")
+    state.decide(JobStatus.CANCELED, None, task_done=True)  # refused: the task ended first
+    announcement = _event(events.CANCELED)
+    state.expect_echo(announcement)
+    state.apply_event(dict(announcement))  # its echo, a copy off the wire
+    assert state.outcome is None
+    assert state.status("finished", _no_exception) is JobStatus.COMPLETED
+    other_client = TrainingState("k1")  # another client applies the announcement
+    other_client.apply_event(dict(announcement))
+    assert other_client.status("pending", _no_exception) is JobStatus.CANCELED

@@ -23,6 +23,7 @@ from distributed import get_worker
 from distributed.protocol.pickle import dumps
 from distributed.utils import sync
 
+from ..dask_internals import register_scheduler_plugin_from_worker
 from ..errors import TrainingCanceled, TrainingResultLost
 from . import events
 from .by_value import resolve_module_class
@@ -50,9 +51,7 @@ def _prepare_scheduler(worker: Any, key: str) -> Any:
     async def both() -> Any:
         finished_at, _ = await asyncio.gather(
             worker.scheduler.get_metadata(keys=[events.FINISHED_METADATA, key], default=None),
-            worker.scheduler.register_scheduler_plugin(
-                plugin=_log_store_pickle, name=events.LOG_STORE, idempotent=True
-            ),
+            register_scheduler_plugin_from_worker(worker, _log_store_pickle, events.LOG_STORE),
         )
         return finished_at
 

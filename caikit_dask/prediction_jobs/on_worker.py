@@ -18,9 +18,10 @@ from caikit.core.toolkit.concurrency.destroyable_thread import DestroyableThread
 from distributed import get_worker
 from distributed.utils import sync
 
+from ..dask_internals import worker_actors
 from ..errors import PredictionCanceled
 from ..loading.actor.model_actor import ModelActor
-from .scheduler_state import METADATA_KEY
+from .on_scheduler import METADATA_KEY
 
 
 class _RunningJob:
@@ -116,7 +117,7 @@ def cancel_model_calls(call_id: str, dask_worker: Any = None) -> bool:
     if dask_worker is None:
         return False
     stopped = False
-    for actor in list(dask_worker.state.actors.values()):
+    for actor in worker_actors(dask_worker):
         if isinstance(actor, ModelActor):
             stopped = actor.cancel(call_id) or stopped
     return stopped

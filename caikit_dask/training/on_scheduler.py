@@ -15,6 +15,7 @@ from typing import Any
 from distributed import Client
 
 from ..dask_internals import (
+    cancel_for_all_clients,
     decode_published,
     drop_published,
     published_datasets,
@@ -118,8 +119,9 @@ def forget_training(
         drop_published(dataset, key, dask_scheduler=dask_scheduler)
         dask_scheduler.task_metadata.get(metadata, {}).pop(key, None)  # metadata has no delete
         if client_id is not None and key in dask_scheduler.tasks:
-            reason = f"training {training_id} deleted"
-            dask_scheduler.stimulus_cancel([key], client_id, True, reason, reason)
+            cancel_for_all_clients(
+                dask_scheduler, [key], client_id, f"training {training_id} deleted"
+            )
         plugin = dask_scheduler.plugins.get(store)
         if plugin is not None and plugin.logs.get(training_id, (None,))[0] == key:
             del plugin.logs[training_id]

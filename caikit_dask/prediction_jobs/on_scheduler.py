@@ -3,7 +3,8 @@
 Each job has a published dataset holding its Dask future (which keeps the task
 and its result alive when the submitting process goes away) and a scheduler
 metadata record with its times and whether it was canceled. Workers and any
-client write the record; it is read in one round trip.
+client write the record; it is read in one round trip. Forgetting a job runs on
+the scheduler itself (a closure, shipped by value).
 """
 
 from __future__ import annotations
