@@ -159,7 +159,9 @@ def test_readme_config_table_matches_the_declarations():
         trainer = key in BackendConfig.TRAINER_KEYS
         initializer = key in BackendConfig.INITIALIZER_KEYS
         where = "both" if trainer and initializer else "trainer" if trainer else "initializer"
-        assert rows.get(key) == where, f"docs/configuration.md says {key} is for {rows.get(key)}, not {where}"
+        assert rows.get(key) == where, (
+            f"docs/configuration.md says {key} is for {rows.get(key)}, not {where}"
+        )
 
 
 def test_public_exception_types_import_from_errors():

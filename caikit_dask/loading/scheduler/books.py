@@ -22,3 +22,5 @@ EVICTIONS = "caikit-dask-evictions"
 RETIRING = "caikit-dask-retiring"
 # Event topic: {"worker", "key"}: an actor that cannot move off its retiring worker.
 STAYS = "caikit-dask-retiring-stays"
+# Event topic: {"model", "module_id", "from", "to"}: a replica moved off a retiring worker.
+MOVED = "caikit-dask-moved"
