@@ -28,8 +28,8 @@ def reserve(
 ) -> dict[str, Any]:
     """Book up to one worker per key for a new actor (see ``plan.plan_placement``).
 
-    ``memory``: ``{"model", "bytes", "fraction", "evict", "stamps"}``; the model's
-    remembered measured size replaces ``bytes`` when there is one. Returns
+    ``memory``: ``{"model", "bytes", "fraction", "evict", "stamps", "name", "module_id"}``;
+    the model's remembered measured size replaces ``bytes`` when there is one. Returns
     ``{"placed": [[worker, key], ...], "evicted": [[worker, key], ...], "bytes": size}``,
     or ``{"offered": {worker: resources}, "unbooked": {worker: resources left}, "free":
     {worker: bytes}, "paused": [worker, ...], "bytes": size}`` when nothing fits.
@@ -55,9 +55,10 @@ def reserve(
     )
     if not plan.placed:
         return {**plan.report, "bytes": size}
+    names = []
     for worker, victim in plan.evicted:
         (book.get(worker) or {}).pop(victim, None)
-        memory_book[worker].pop(victim, None)
+        names.append(memory_book[worker].pop(victim, {}).get("name") or "")
     for worker, key in plan.placed:
         book.setdefault(worker, {})[key] = dict(resources)
         if memory:
@@ -69,10 +70,13 @@ def reserve(
                 "evictable": bool(memory.get("evict")),
                 "loaded": False,
                 "fraction": memory["fraction"],
+                "name": memory.get("name") or "",
+                "module_id": memory.get("module_id") or "",
             }
     evicted = [list(pair) for pair in plan.evicted]
     if evicted:
-        dask_scheduler.log_event(EVICTIONS, {"evicted": evicted})
+        for_model = (memory or {}).get("name") or ""
+        dask_scheduler.log_event(EVICTIONS, {"evicted": evicted, "names": names, "for": for_model})
     return {"placed": [list(pair) for pair in plan.placed], "evicted": evicted, "bytes": size}
 
 

@@ -7,7 +7,8 @@ Plain strings, shared by the caller side and the code sent to the scheduler.
 # while its constructor runs (distributed#2843), so placements are booked here.
 PLACEMENTS = "caikit-dask-placements"
 # Task metadata: {worker: {actor key: booking}}, a booking being
-# {"model", "bytes", "estimate", "used", "evictable", "loaded", "fraction"}.
+# {"model" (its path), "bytes", "estimate", "used", "evictable", "loaded", "fraction",
+#  "name" (the last part of its path), "module_id"}.
 MEMORY = "caikit-dask-memory"
 # Task metadata: {model path: bytes its last load took on a worker}.
 MEASURED = "caikit-dask-measured"
@@ -16,7 +17,8 @@ ASKS = "caikit-dask-worker-asks"
 # Task metadata: when adaptive_target was last called.
 ASKED = "caikit-dask-target-asked"
 
-# Event topic: {"evicted": [[worker, actor key], ...]} unloaded to make room.
+# Event topic: {"evicted": [[worker, actor key], ...], "names": [model name, ...],
+# "for": model name} unloaded to make room for the model "for".
 EVICTIONS = "caikit-dask-evictions"
 # Event topic: {"workers": {worker: [actor key, ...]}} about to retire.
 RETIRING = "caikit-dask-retiring"

@@ -50,6 +50,8 @@ def book_for(
             spec.source.path,
             spec.size_on_disk,
             last_calls.take(replica_set.connection),
+            name=replica_set.metrics.model,
+            module_id=spec.module_id,
         )
         return book_workers(
             client, spec.module_id, count, spec.resources, avoid, exclude, memory=need
