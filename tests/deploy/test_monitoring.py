@@ -13,38 +13,9 @@ import re
 import pytest
 import yaml
 from deploy_support import BASE_DIR, DEPLOY_DIR, find, load_manifests, strip
+from metrics_support import exported_names, family_of
 
 MONITORING = DEPLOY_DIR / "monitoring"
-SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
-
-
-def exported_names() -> set[str]:
-    """Every metric family caikit-dask exports: the caller's and the scheduler's."""
-    from caikit_dask.metrics import families, served, trainings
-    from caikit_dask.scheduler_view.prometheus import _collector_class
-
-    collectors = [
-        families.calls,
-        families.call_duration,
-        families.loads,
-        families.load_failures,
-        families.load_duration,
-        families.evictions,
-        families.moves,
-        families.trainings_started,
-        served.ServedModels(),
-        trainings.StartedTrainings(),
-    ]
-    names = {metric.name for collector in collectors for metric in collector.describe()}
-    names |= {metric.name for metric in _collector_class()().collect()}
-    return names
-
-
-def _family(series: str) -> str:
-    for suffix in SUFFIXES:
-        if series.endswith(suffix):
-            return series[: -len(suffix)]
-    return series
 
 
 def monitoring_objects() -> list[dict]:
@@ -69,7 +40,7 @@ def test_every_panel_queries_exported_metrics():
     for panel in dashboard()["panels"]:
         assert panel["targets"], f"panel {panel['title']!r} has no query"
         for target in panel["targets"]:
-            queried |= {_family(n) for n in re.findall(r"caikit_dask_[a-z_]+", target["expr"])}
+            queried |= {family_of(n) for n in re.findall(r"caikit_dask_[a-z_]+", target["expr"])}
     assert queried <= exported, f"the dashboard queries unknown metrics: {queried - exported}"
     # Every call, replica, load and worker metric has a panel.
     for name in (
