@@ -13,6 +13,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import alog
+
 from . import models, status, trainings
 from .connect import CliError, add_connection_options
 
@@ -34,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: exit 0 on success, 1 on a refused request, 2 on bad usage."""
     args = parser().parse_args(argv)
+    # Failures are reported once, as one line below; caikit's error log would repeat them.
+    alog.configure(default_level="off")
     try:
         return args.run(args) or 0
     except CliError as err:

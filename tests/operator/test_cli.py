@@ -90,8 +90,10 @@ def test_no_scheduler_and_an_unreachable_one_are_one_line_errors():
     assert "Traceback" not in missing.stderr
     down = cli("status", "--scheduler", "tcp://127.0.0.1:9", "--timeout", "1s")
     assert down.returncode == 1
-    assert "Could not reach the Dask scheduler at tcp://127.0.0.1:9" in down.stderr
-    assert "Traceback" not in down.stderr
+    assert down.stderr.startswith(
+        "caikit-dask: Could not reach the Dask scheduler at tcp://127.0.0.1:9"
+    )
+    assert "Traceback" not in down.stderr and down.stderr.count("\n") == 1
 
 
 def test_trainings_list_logs_and_delete(local_cluster, tmp_path):
