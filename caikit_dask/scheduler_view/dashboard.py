@@ -18,25 +18,28 @@ PREFIX = "/caikit-dask"
 REFRESH = 2.0  # seconds between the page's reads
 
 
-class StatusJson(web.RequestHandler):
+class _ViewHandler(web.RequestHandler):
+    """A handler of the view's, answering fresh every time (never cached)."""
+
     def initialize(self, view: Any) -> None:
         self.view = view
 
-    def get(self) -> None:
-        self.set_header("Content-Type", "application/json")
+    def answer(self, content_type: str, body: str) -> None:
+        self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-store")
-        self.write(json.dumps(self.view.status(), default=str))
+        self.write(body)
 
 
-class StatusPage(web.RequestHandler):
-    def initialize(self, view: Any) -> None:
-        self.view = view
-
+class StatusJson(_ViewHandler):
     def get(self) -> None:
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
+        self.answer("application/json", json.dumps(self.view.status(), default=str))
+
+
+class StatusPage(_ViewHandler):
+    def get(self) -> None:
         source = json.dumps(PREFIX + "/status.json")
-        self.write(PAGE.replace("__STATUS_URL__", source).replace("__REFRESH__", str(REFRESH)))
+        page = PAGE.replace("__STATUS_URL__", source).replace("__REFRESH__", str(REFRESH))
+        self.answer("text/html; charset=utf-8", page)
 
 
 def routes(view: Any) -> list[tuple]:
