@@ -1,9 +1,9 @@
-"""The scheduler plugin behind the operator's view: recent events, metrics, the page.
+"""The scheduler plugin behind the operator's view: recent moves, metrics, the page.
 
 Registered once per scheduler by every caikit-dask client (``install``), idempotent. It
-keeps the last evictions and moves it hears (the books forget an evicted model at once),
-adds the per-worker gauges to the scheduler's ``/metrics`` and the ``/caikit-dask`` routes
-to its HTTP server. Sent by value (see the package).
+keeps the last moves off retiring workers it hears of (the books keep the evictions
+themselves), adds the per-worker gauges to the scheduler's ``/metrics`` and the
+``/caikit-dask`` routes to its HTTP server. Sent by value (see the package).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from ..dask_internals import add_http_routes
-from ..loading.scheduler.books import EVICTIONS, MOVED
+from ..loading.scheduler.books import MOVED
 from .dashboard import routes
 from .prometheus import register_collector, unregister_collector
-from .snapshot import cluster_status
+from .snapshot import cluster_status, evictions
 
-RECENT = 50  # evictions and moves kept for the page
+RECENT = 50  # moves kept for the page
 
 
 class OperatorView(SchedulerPlugin):
@@ -29,9 +29,7 @@ class OperatorView(SchedulerPlugin):
 
     def __init__(self) -> None:
         self.scheduler: Any = None
-        self.evictions: deque = deque(maxlen=RECENT)
         self.moves: deque = deque(maxlen=RECENT)
-        self.evicted_total = 0
         self.moved_total = 0
         self._collector: Any = None
 
@@ -44,36 +42,24 @@ class OperatorView(SchedulerPlugin):
         unregister_collector(self._collector, self)
         self._collector = None
 
+    @property
+    def evicted_total(self) -> int:
+        return evictions(self.scheduler)[0]
+
     def log_event(self, topic: str, msg: Any) -> None:
-        if not isinstance(msg, dict):
-            return
-        now = time.time()
-        if topic == EVICTIONS:
-            names = list(msg.get("names") or ())
-            for index, (worker, key) in enumerate(msg.get("evicted") or ()):
-                self.evicted_total += 1
-                self.evictions.append(
-                    {
-                        "time": now,
-                        "worker": worker,
-                        "key": key,
-                        "model": names[index] if index < len(names) else "",
-                        "for": msg.get("for") or "",
-                    }
-                )
-        elif topic == MOVED:
+        if topic == MOVED and isinstance(msg, dict):
             self.moved_total += 1
-            self.moves.append({"time": now, **{k: msg.get(k) for k in ("model", "from", "to")}})
+            moved = {k: msg.get(k) for k in ("model", "from", "to")}
+            self.moves.append({"time": time.time(), **moved})
 
     def status(self, trainings: bool = True) -> dict[str, Any]:
-        """The cluster now (see ``snapshot``), with the recent evictions and moves."""
-        recent = {"evictions": list(self.evictions)[::-1], "moves": list(self.moves)[::-1]}
-        return cluster_status(self.scheduler, recent, trainings)
+        """The cluster now (see ``snapshot``), with the recent moves."""
+        return cluster_status(self.scheduler, list(self.moves)[::-1], trainings)
 
 
 def status_of(dask_scheduler: Any) -> dict[str, Any]:
     """What ``caikit-dask status`` shows, for ``run_on_scheduler``; without the plugin
-    (no caikit-dask client connected yet) the same, with no recent events."""
+    (no caikit-dask client connected yet) the same, with no recent moves."""
     view = dask_scheduler.plugins.get(OperatorView.name)
     if view is not None:
         return view.status()

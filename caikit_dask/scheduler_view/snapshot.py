@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from ..dask_internals import published_datasets
-from ..loading.scheduler.books import MEMORY, PLACEMENTS
+from ..loading.scheduler.books import EVICTED, MEMORY, PLACEMENTS
 from ..training.events import (
     CANCELED,
     DATASET_PREFIX,
@@ -27,16 +27,16 @@ TRAINING_STATUSES = ("QUEUED", "RUNNING", "COMPLETED", "ERRORED", "CANCELED")
 
 
 def cluster_status(
-    dask_scheduler: Any, recent: dict[str, list] | None = None, trainings: bool = True
+    dask_scheduler: Any, moves: list[dict] | None = None, trainings: bool = True
 ) -> dict[str, Any]:
-    """Models, workers, trainings by status and ``recent`` evictions and moves."""
+    """Models, workers, trainings by status, recent evictions and ``moves``, newest first."""
     workers = _workers(dask_scheduler)
     status = {
         "scheduler": dask_scheduler.address,
         "time": time.time(),
         "models": _models(dask_scheduler),
         "workers": workers,
-        "recent": recent or {"evictions": [], "moves": []},
+        "recent": {"evictions": evictions(dask_scheduler)[1][::-1], "moves": moves or []},
     }
     listed = _trainings(dask_scheduler) if trainings else []
     status["trainings"] = {
@@ -44,6 +44,12 @@ def cluster_status(
         "list": listed,
     }
     return status
+
+
+def evictions(dask_scheduler: Any) -> tuple[int, list[dict]]:
+    """(evictions so far, the last ones oldest first), as the booking step keeps them."""
+    kept = dask_scheduler.task_metadata.get(EVICTED) or {}
+    return int(kept.get("total", 0)), [dict(e) for e in kept.get("recent", ())]
 
 
 def _models(dask_scheduler: Any) -> list[dict[str, Any]]:

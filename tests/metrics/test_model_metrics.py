@@ -21,14 +21,23 @@ from caikit_dask.loading.wire.protocol import MAX_CONCURRENCY
 from caikit_dask.metrics.families import CALL_BUCKETS
 
 
+def _fault_proxy(connection, tmp_path, call_timeout: str):
+    path = save_fault_model(str(tmp_path / "fault-model"))
+    settings = {"replicas": 1, "call_timeout": call_timeout, "max_queued_calls": 0}
+    initializer = DaskModelInitializer({"connection": connection, **settings}, "metrics")
+    return initializer.init(ModuleConfig.load(path))
+
+
 @pytest.fixture
 def fault_proxy(connection, tmp_path):
-    path = save_fault_model(str(tmp_path / "fault-model"))
-    initializer = DaskModelInitializer(
-        {"connection": connection, "replicas": 1, "call_timeout": "1s", "max_queued_calls": 0},
-        "metrics",
-    )
-    proxy = initializer.init(ModuleConfig.load(path))
+    proxy = _fault_proxy(connection, tmp_path, "1s")  # a 3 s call times out
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def patient_proxy(connection, tmp_path):
+    proxy = _fault_proxy(connection, tmp_path, "60s")
     yield proxy
     proxy.close()
 
@@ -56,14 +65,13 @@ def test_calls_are_counted_by_outcome_and_timed(fault_proxy):
     assert CALL_BUCKETS[0] == 0.0001 and CALL_BUCKETS[-1] == 60.0
 
 
-def test_overloaded_calls_and_calls_in_flight(fault_proxy):
-    fault_proxy.run("warm")
-    release = threading.Event()
+def test_overloaded_calls_and_calls_in_flight(patient_proxy):
+    patient_proxy.run("warm")
     labels = {"model": "fault-model"}
     before = scrape()
 
     def busy(_: int):
-        return fault_proxy.run("sleep:0.8")
+        return patient_proxy.run("sleep:3")  # long enough to be seen in flight under load
 
     threads = [threading.Thread(target=busy, args=(i,)) for i in range(MAX_CONCURRENCY)]
     for thread in threads:
@@ -74,10 +82,9 @@ def test_overloaded_calls_and_calls_in_flight(fault_proxy):
         what="calls in flight on the metric",
     )
     with pytest.raises(ModelOverloaded):
-        fault_proxy.run("refused")  # max_queued_calls=0 and the replica runs 4 at once
-    release.set()
+        patient_proxy.run("refused")  # max_queued_calls=0 and the replica runs 4 at once
     for thread in threads:
-        thread.join(10)
+        thread.join(60)
     after = scrape()
     refused = value(
         after, "caikit_dask_model_calls_total", **labels, method="run", outcome="overloaded"

@@ -117,7 +117,7 @@ def test_trainings_list_logs_and_delete(local_cluster, tmp_path):
     gone = cli("trainings", "logs", future.id, "--scheduler", address)
     assert gone.returncode == 1 and f"Unknown training_id: {future.id}" in gone.stderr
     poll(
-        lambda: future.id not in {t["id"] for t in trainer.list_trainings()},
+        lambda: future.id not in {listed.id for listed in trainer.list_trainings()},
         timeout=10,
         what="the deleted training gone from the listing",
     )

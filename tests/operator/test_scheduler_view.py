@@ -28,7 +28,7 @@ def http_base(cluster) -> str:
 
 
 def test_the_plugin_travels_by_value():
-    shown = unpickled_without_caikit_dask(OperatorView(), "obj.name, len(obj.evictions)")
+    shown = unpickled_without_caikit_dask(OperatorView(), "obj.name, len(obj.moves)")
     assert shown.split() == ["caikit-dask-operator-view", "0"]
 
 

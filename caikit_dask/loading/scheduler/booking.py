@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .books import EVICTIONS, MEASURED, MEMORY, PLACEMENTS
+from .books import EVICTED, EVICTIONS, MEASURED, MEMORY, PLACEMENTS, RECENT_EVICTIONS
 from .plan import WorkerView, plan_placement
 
 
@@ -59,6 +59,8 @@ def reserve(
     for worker, victim in plan.evicted:
         (book.get(worker) or {}).pop(victim, None)
         names.append(memory_book[worker].pop(victim, {}).get("name") or "")
+    if plan.evicted:
+        _remember_evictions(metadata, plan.evicted, names, (memory or {}).get("name"), now)
     for worker, key in plan.placed:
         book.setdefault(worker, {})[key] = dict(resources)
         if memory:
@@ -75,9 +77,21 @@ def reserve(
             }
     evicted = [list(pair) for pair in plan.evicted]
     if evicted:
-        for_model = (memory or {}).get("name") or ""
-        dask_scheduler.log_event(EVICTIONS, {"evicted": evicted, "names": names, "for": for_model})
+        dask_scheduler.log_event(EVICTIONS, {"evicted": evicted})
     return {"placed": [list(pair) for pair in plan.placed], "evicted": evicted, "bytes": size}
+
+
+def _remember_evictions(
+    metadata: dict, evicted: list, names: list[str], for_model: str | None, now: float
+) -> None:
+    """Keep the last evictions, with the models' names, for the operator's view."""
+    kept = metadata.setdefault(EVICTED, {"total": 0, "recent": []})
+    kept["total"] += len(evicted)
+    kept["recent"] += [
+        {"time": now, "worker": worker, "key": key, "model": name, "for": for_model or ""}
+        for (worker, key), name in zip(evicted, names, strict=True)
+    ]
+    del kept["recent"][:-RECENT_EVICTIONS]
 
 
 def _worker_views(dask_scheduler: Any) -> dict[str, WorkerView]:

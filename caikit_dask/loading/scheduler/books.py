@@ -17,8 +17,12 @@ ASKS = "caikit-dask-worker-asks"
 # Task metadata: when adaptive_target was last called.
 ASKED = "caikit-dask-target-asked"
 
-# Event topic: {"evicted": [[worker, actor key], ...], "names": [model name, ...],
-# "for": model name} unloaded to make room for the model "for".
+# Task metadata: {"total": evictions so far, "recent": [{"time", "worker", "key", "model",
+# "for"}, ...]}: the last RECENT_EVICTIONS, for the operator's view (the bookings are gone).
+EVICTED = "caikit-dask-evicted"
+RECENT_EVICTIONS = 50
+
+# Event topic: {"evicted": [[worker, actor key], ...]} unloaded to make room.
 EVICTIONS = "caikit-dask-evictions"
 # Event topic: {"workers": {worker: [actor key, ...]}} about to retire.
 RETIRING = "caikit-dask-retiring"
