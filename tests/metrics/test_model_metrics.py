@@ -71,7 +71,7 @@ def test_overloaded_calls_and_calls_in_flight(patient_proxy):
     before = scrape()
 
     def busy(_: int):
-        return patient_proxy.run("sleep:3")  # long enough to be seen in flight under load
+        return patient_proxy.run("sleep:6")  # long enough to be seen in flight under load
 
     threads = [threading.Thread(target=busy, args=(i,)) for i in range(MAX_CONCURRENCY)]
     for thread in threads:
