@@ -19,6 +19,7 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 from distributed.utils import import_term
 
+from . import scheduler_view
 from .config import ConnectionConfig
 from .dask_internals import stop_loop_runner
 from .errors import DaskBackendError, DaskConfigError, error
@@ -153,6 +154,7 @@ class DaskConnection:
         with self._lock:
             if not self.is_open:
                 self._client, self._cluster, self._owns_client = self._open()
+                scheduler_view.install(self._client)  # /caikit-dask and its metrics
             return self._client
 
     @property

@@ -254,4 +254,16 @@ def wrap_scheduler_method(scheduler: Any, name: str, wrap: Callable[[Any], Any])
     scheduler.handlers[name] = wrapper
 
 
+def add_http_routes(scheduler: Any, routes: list[tuple]) -> None:
+    """Serve tornado ``routes`` on the scheduler's HTTP server (the dashboard's port).
+
+    ``ServerNode.http_application`` is the tornado ``Application`` (distributed's
+    ``RoutingApplication``) behind it; routes added with ``add_handlers`` are matched
+    before the catch-all of its bokeh applications. Without an HTTP server, nothing.
+    """
+    application = getattr(scheduler, "http_application", None)
+    if application is not None:
+        application.add_handlers(r".*", routes)
+
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

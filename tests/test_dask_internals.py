@@ -266,3 +266,21 @@ def test_a_task_is_cancelled_for_every_client_holding_it(client, observer):
         10,
         what=changed("Scheduler.stimulus_cancel(keys, client, force, reason, msg)"),
     )
+
+
+def test_routes_added_to_the_schedulers_http_server_answer():
+    import requests
+    from tornado import web
+
+    class Hello(web.RequestHandler):
+        def get(self):
+            self.write("hello from a route")
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address="127.0.0.1:0") as cluster:
+        internals.add_http_routes(cluster.scheduler, [(r"/caikit-dask-probe", Hello)])
+        base = f"http://127.0.0.1:{cluster.scheduler_info['services']['dashboard']}"
+        answer = requests.get(f"{base}/caikit-dask-probe", timeout=10)
+        assert answer.status_code == 200 and answer.text == "hello from a route", changed(
+            "ServerNode.http_application (the scheduler's tornado application)"
+        )
+        assert requests.get(f"{base}/health", timeout=10).status_code == 200

@@ -16,6 +16,8 @@ from ..config import BackendConfig
 from ..connection import DaskConnection
 from ..errors import error
 from ..local_backend import resolve_model_config
+from ..metrics import served as _exported  # noqa: F401 - the scrape-time gauges
+from ..metrics.model_calls import ModelMetrics
 from ..resources import submit_options
 from .placement.memory import MemoryPolicy, size_on_disk
 from .placement.source import ModelSource
@@ -41,10 +43,11 @@ def load(
         return None
     autoscaling = settings.autoscaling
     ensure_registered_on_workers(connection.client, module_class)
+    proxy_class = proxy_class_for(module_class)
     replica_set = _replica_set(
         settings,
         connection,
-        module_class.MODULE_ID,
+        proxy_class,
         path,
         library=None if is_by_value(module_class) else module_class.__module__,
         count=autoscaling.initial_replicas if autoscaling else settings.replicas,
@@ -55,7 +58,7 @@ def load(
     _serve(replica_set)
     if autoscaling:
         autoscaler.watch(replica_set, autoscaling)
-    return proxy_class_for(module_class)(replica_set)
+    return proxy_class(replica_set)
 
 
 def attach(settings: BackendConfig, connection: DaskConnection, name: str) -> DaskModelProxy:
@@ -64,11 +67,11 @@ def attach(settings: BackendConfig, connection: DaskConnection, name: str) -> Da
     The replicas are as the publisher loaded them; calls follow this backend's settings.
     """
     record = published(connection.client, name)
-    module_class = _module_class_for(record["module_id"])
+    proxy_class = proxy_class_for(_module_class_for(record["module_id"]))
     replica_set = _replica_set(
         settings,
         connection,
-        record["module_id"],
+        proxy_class,
         record["model_path"],
         library=record["library"],
         count=record["replicas"],
@@ -76,13 +79,13 @@ def attach(settings: BackendConfig, connection: DaskConnection, name: str) -> Da
     )
     lifecycle.adopt(replica_set, record["futures"])
     _serve(replica_set)
-    return proxy_class_for(module_class)(replica_set)
+    return proxy_class(replica_set)
 
 
 def _replica_set(
     settings: BackendConfig,
     connection: DaskConnection,
-    module_id: str,
+    proxy_class: type[DaskModelProxy],
     path: str,
     *,
     library: str | None,
@@ -90,9 +93,10 @@ def _replica_set(
     resources: dict[str, float],
     load_on_demand: Any = None,
 ) -> ReplicaSet:
-    """A lazy model needs ``load_on_demand`` (an attached one loads nothing itself)."""
+    """A lazy model needs ``load_on_demand`` (an attached one loads nothing itself); its
+    metrics are bound here, for every task method the proxy forwards."""
     spec = ReplicaSpec(
-        module_id=module_id,
+        module_id=proxy_class.MODULE_ID,
         source=ModelSource(path),
         library=library,
         count=count,
@@ -105,7 +109,8 @@ def _replica_set(
         size_on_disk=size_on_disk(path),
         lazy=settings.lazy and load_on_demand is not None,
     )
-    return ReplicaSet(connection, spec, load_on_demand)
+    metrics = ModelMetrics.for_path(path, proxy_class.forwarded_methods)
+    return ReplicaSet(connection, spec, load_on_demand, metrics)
 
 
 def _serve(replica_set: ReplicaSet) -> None:

@@ -35,6 +35,7 @@ class DaskModelProxy(ModuleBase):
     _close = staticmethod(close)  # for __del__, which must not use module globals
     module_class: type[ModuleBase]
     unary_methods: frozenset[str] = frozenset()  # task methods returning one result
+    forwarded_methods: frozenset[str] = frozenset()  # every task method sent to the actors
 
     def __init__(self, replicas: ReplicaSet):
         super().__init__()
@@ -198,6 +199,7 @@ def proxy_class_for(module_class: type[ModuleBase]) -> type[DaskModelProxy]:
             if not input_streaming and not output_streaming:
                 unary.add(name)
         attributes["unary_methods"] = frozenset(unary)
+        attributes["forwarded_methods"] = frozenset(name for name in methods if name in attributes)
         proxy_class = type(f"Dask{module_class.__name__}", (DaskModelProxy,), attributes)
         proxy_class.__module__ = __name__
         _proxy_classes[module_class] = proxy_class

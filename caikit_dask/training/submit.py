@@ -27,6 +27,7 @@ from distributed import wait as distributed_wait
 from ..cluster_state import worker_resources
 from ..dask_internals import desire_keys
 from ..errors import DaskBackendError, error, log
+from ..metrics.trainings import training_started
 from ..resources import describe_missing, workers_offering
 from .checks import module_class_for_workers, pickle_arguments
 from .events import dataset_name
@@ -83,6 +84,7 @@ def submit(
         save_path=save_path,
     )
     monitor.follow(training)
+    training_started(training)
     training.published = DatasetPublisher.for_client(client).publish(
         dataset_name(training_id),
         {

@@ -15,6 +15,7 @@ from distributed.comm.core import CommClosedError
 
 from ...errors import log
 from ...formatting import seconds
+from ...metrics.model_calls import measured_call
 from ..replicas.replica import Replica, ReplicaState
 from ..replicas.replica_set import ReplicaSet
 from ..upkeep.health import is_dead
@@ -25,6 +26,7 @@ from ..wire.protocol import decode_outcome
 TRANSPORT_ERRORS = (OSError, CommClosedError, RuntimeError)
 
 
+@measured_call
 def call(replica_set: ReplicaSet, method: str, request: bytes) -> Any:
     """Run a pickled request (see ``protocol``) on a replica: its result, or its exception."""
     outcome = with_retry(replica_set, method, lambda replica: replica.channel.submit(request))

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ...errors import log
+from ...metrics.model_calls import measured_stream
 from ..replicas.replica import Replica
 from ..replicas.replica_set import ReplicaSet
 from ..wire.protocol import CLOSE_STREAM, NEXT_CHUNK, OPEN_STREAM
@@ -20,6 +21,7 @@ from .retrying import with_retry
 _FIRST_CHUNK, _LARGEST_CHUNK = 8, 256
 
 
+@measured_stream
 def stream(replica_set: ReplicaSet, method: str, request: bytes) -> Iterator[Any]:
     """The items of a streaming call, pulled lazily from the replica that opened it."""
     opened_on: list[Any] = []

@@ -34,13 +34,16 @@ class MemoryNeed:
     """One model's memory request: its path, first size estimate, and the policy.
 
     ``stamps`` (``{actor key: time}``, last calls of this process's models) travel with
-    the request, so the scheduler evicts by the latest use.
+    the request, so the scheduler evicts by the latest use. ``name`` and ``module_id``
+    are booked with it, so the scheduler can tell what it holds (``caikit-dask status``).
     """
 
     policy: MemoryPolicy
     model: str
     size: int
     stamps: dict[str, float] = field(default_factory=dict, compare=False)
+    name: str = ""
+    module_id: str = ""
 
     def request(self) -> dict[str, Any]:
         """What ``scheduler.booking.reserve`` needs to book the model."""
@@ -50,6 +53,8 @@ class MemoryNeed:
             "fraction": self.policy.fraction,
             "evict": self.policy.evict,
             "stamps": self.stamps,
+            "name": self.name,
+            "module_id": self.module_id,
         }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from distributed import Client
 from ...connection import DaskConnection
 from ...errors import DaskBackendError, error
 from ...formatting import seconds
+from ...metrics.model_calls import ModelMetrics
 from .backpressure import QueueLimit
 from .on_demand import OnDemandLoad
 from .replica import LeaveReason, Replica, ReplicaState
@@ -34,9 +36,13 @@ class ReplicaSet:
         connection: DaskConnection,
         spec: ReplicaSpec,
         load_on_demand: Callable[[ReplicaSet], None] | None = None,
+        metrics: ModelMetrics | None = None,
     ):
         self.connection, self.spec = connection, spec
+        self.metrics = metrics if metrics is not None else ModelMetrics()
         self.replicas: list[Replica] = []  # routed; replaced, never changed in place
+        # Every replica made for the set and not yet garbage: what ``states`` counts.
+        self._members: weakref.WeakSet[Replica] = weakref.WeakSet()
         self._count = spec.count  # replicas to keep (the autoscaler moves it)
         self._lost_workers: set[str] = set()  # the scheduler may still list them a while
         self._changed = threading.Condition(threading.Lock())  # not re-entered; faster
@@ -150,13 +156,36 @@ class ReplicaSet:
         autoscaler samples, read without a lock."""
         return self._outstanding, self._calls, len(self.replicas)
 
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a live replica (read without a lock, for metrics)."""
+        return self._waiting
+
+    def states(self) -> dict[ReplicaState, int]:
+        """How many of the set's replicas are in each state (released ones are gone)."""
+        with self._changed:
+            members = list(self._members)
+        counts = dict.fromkeys(ReplicaState, 0)
+        for replica in members:
+            counts[replica.state] += 1
+        del counts[ReplicaState.RELEASED]
+        return counts
+
     # -- membership ----------------------------------------------------------------------
+
+    def new_replica(self, worker: str, key: str) -> Replica:
+        """A replica about to be started on ``worker`` (STARTING), counted by ``states``."""
+        replica = Replica(worker, key)
+        with self._changed:
+            self._members.add(replica)
+        return replica
 
     def add(self, replicas: list[Replica]) -> None:
         """Started replicas enter routing."""
         with self._changed:
             for replica in replicas:
                 replica.state = ReplicaState.ROUTED
+                self._members.add(replica)
             self.replicas = [*self.replicas, *replicas]
             self._changed.notify_all()
 

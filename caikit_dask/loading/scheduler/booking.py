@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .books import EVICTIONS, MEASURED, MEMORY, PLACEMENTS
+from .books import EVICTED, EVICTIONS, MEASURED, MEMORY, PLACEMENTS, RECENT_EVICTIONS
 from .plan import WorkerView, plan_placement
 
 
@@ -28,8 +28,8 @@ def reserve(
 ) -> dict[str, Any]:
     """Book up to one worker per key for a new actor (see ``plan.plan_placement``).
 
-    ``memory``: ``{"model", "bytes", "fraction", "evict", "stamps"}``; the model's
-    remembered measured size replaces ``bytes`` when there is one. Returns
+    ``memory``: ``{"model", "bytes", "fraction", "evict", "stamps", "name", "module_id"}``;
+    the model's remembered measured size replaces ``bytes`` when there is one. Returns
     ``{"placed": [[worker, key], ...], "evicted": [[worker, key], ...], "bytes": size}``,
     or ``{"offered": {worker: resources}, "unbooked": {worker: resources left}, "free":
     {worker: bytes}, "paused": [worker, ...], "bytes": size}`` when nothing fits.
@@ -55,9 +55,12 @@ def reserve(
     )
     if not plan.placed:
         return {**plan.report, "bytes": size}
+    names = []
     for worker, victim in plan.evicted:
         (book.get(worker) or {}).pop(victim, None)
-        memory_book[worker].pop(victim, None)
+        names.append(memory_book[worker].pop(victim, {}).get("name") or "")
+    if plan.evicted:
+        _remember_evictions(metadata, plan.evicted, names, (memory or {}).get("name"), now)
     for worker, key in plan.placed:
         book.setdefault(worker, {})[key] = dict(resources)
         if memory:
@@ -69,11 +72,26 @@ def reserve(
                 "evictable": bool(memory.get("evict")),
                 "loaded": False,
                 "fraction": memory["fraction"],
+                "name": memory.get("name") or "",
+                "module_id": memory.get("module_id") or "",
             }
     evicted = [list(pair) for pair in plan.evicted]
     if evicted:
         dask_scheduler.log_event(EVICTIONS, {"evicted": evicted})
     return {"placed": [list(pair) for pair in plan.placed], "evicted": evicted, "bytes": size}
+
+
+def _remember_evictions(
+    metadata: dict, evicted: list, names: list[str], for_model: str | None, now: float
+) -> None:
+    """Keep the last evictions, with the models' names, for the operator's view."""
+    kept = metadata.setdefault(EVICTED, {"total": 0, "recent": []})
+    kept["total"] += len(evicted)
+    kept["recent"] += [
+        {"time": now, "worker": worker, "key": key, "model": name, "for": for_model or ""}
+        for (worker, key), name in zip(evicted, names, strict=True)
+    ]
+    del kept["recent"][:-RECENT_EVICTIONS]
 
 
 def _worker_views(dask_scheduler: Any) -> dict[str, WorkerView]:

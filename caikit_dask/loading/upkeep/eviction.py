@@ -22,6 +22,7 @@ def on_evictions(message: dict[str, Any]) -> None:
     for worker, key in message.get("evicted") or ():
         replica_set = served.disown(key)
         if replica_set is not None and evict(replica_set, key):
+            replica_set.metrics.evicted()
             log.info(
                 "<DSK50000020I>",
                 "Evicted %s (%s) from %s to make room for another model; "

@@ -21,7 +21,7 @@ from ...formatting import seconds
 from ..replicas.registry import served
 from ..replicas.replica import LeaveReason
 from ..replicas.replica_set import ReplicaSet
-from ..scheduler.books import STAYS
+from ..scheduler.books import MOVED, STAYS
 from . import placing
 from .releasing import release
 
@@ -63,7 +63,7 @@ def move(replica_set: ReplicaSet, worker: str, key: str, leaving_workers: set[st
             ask_for_workers=False,  # the cluster is shrinking: use the room it keeps
         )
         if booked:
-            placing.place(replica_set, booked)
+            placing.place(replica_set, booked, "move")
     except Exception as err:  # noqa: BLE001 - the retirement then refuses the worker
         booked, reason = [], err
     if not booked:
@@ -79,6 +79,8 @@ def move(replica_set: ReplicaSet, worker: str, key: str, leaving_workers: set[st
     served.disown(key)
     if replica_set.leave_routing(replica, LeaveReason.MOVED):
         release(replica_set, [replica], actors=False)  # its actor goes after its last call
+        replica_set.metrics.moved()
+        _tell_moved(client, replica_set, worker, booked[0][0])
     log.info(
         "<DSK50000022I>",
         "Moved %s (%s) off the retiring worker %s to %s in %s",
@@ -88,6 +90,15 @@ def move(replica_set: ReplicaSet, worker: str, key: str, leaving_workers: set[st
         booked[0][0],
         seconds(time.monotonic() - started),
     )
+
+
+def _tell_moved(client: Client, replica_set: ReplicaSet, worker: str, to: str) -> None:
+    """For the scheduler's view of recent moves (see ``scheduler_view``)."""
+    try:
+        message = {"model": replica_set.metrics.model, "module_id": replica_set.spec.module_id}
+        client.log_event(MOVED, {**message, "from": worker, "to": to})
+    except Exception as err:  # noqa: BLE001 - only the view misses it
+        log.debug("Could not announce the move of %s: %s", replica_set.spec.module_id, err)
 
 
 def _tell_stays(client: Client, worker: str, key: str) -> None:

@@ -16,7 +16,6 @@ from distributed import Future
 from ...errors import log
 from ..placement.scale_up import count_models_in_adaptive_target
 from ..placement.starting import detach_handle_future
-from ..replicas.replica import Replica
 from ..replicas.replica_set import ReplicaSet
 from . import announcements
 from .placing import book_for, place
@@ -35,9 +34,9 @@ def start(replica_set: ReplicaSet) -> None:
         return
     booked = book_for(replica_set, spec.count).or_raise()
     try:
-        place(replica_set, booked)
+        place(replica_set, booked, "load")
         for _ in range(spec.count - len(booked)):  # room for the rest may come from scaling
-            reason = grow(replica_set)
+            reason = grow(replica_set, "load")
             if reason is not None:
                 log.warning(
                     "<DSK50000010W>",
@@ -71,11 +70,12 @@ def load_on_demand(replica_set: ReplicaSet) -> None:
         spec.source.path,
     )
     failure = None
+    reason = "reload" if replica_set.on_demand.evictions else "on_demand"
     try:
         announcements.watch(replica_set.client)
         missing = max(replica_set.count, 1) - len(replica_set.routed())
         if missing > 0:
-            place(replica_set, book_for(replica_set, missing).or_raise())
+            place(replica_set, book_for(replica_set, missing).or_raise(), reason)
         replica_set.scale_to(max(replica_set.count, 1))
     except BaseException as err:  # noqa: BLE001 - handed to the waiting calls
         failure = err
@@ -84,15 +84,15 @@ def load_on_demand(replica_set: ReplicaSet) -> None:
     replica_set.on_demand.finished(failure)
 
 
-def grow(replica_set: ReplicaSet) -> str | None:
+def grow(replica_set: ReplicaSet, reason: str = "scale_up") -> str | None:
     """Place one more replica, on a worker the set does not use where possible.
 
     None when placed; else why no worker had room (nothing was booked).
     """
-    booked, reason, _ = book_for(replica_set, 1)
+    booked, why, _ = book_for(replica_set, 1)
     if not booked:
-        return str(reason)
-    place(replica_set, booked)
+        return str(why)
+    place(replica_set, booked, reason)
     if replica_set.closed:
         close(replica_set)  # placed while it closed
     return None
@@ -108,7 +108,7 @@ def adopt(replica_set: ReplicaSet, futures: list[Future]) -> None:
             for future in futures
         ]
     replicas = [
-        Replica((who_has.get(future.key) or ["unknown"])[0], future.key).started(
+        replica_set.new_replica((who_has.get(future.key) or ["unknown"])[0], future.key).started(
             client, future, actor
         )
         for future, actor in zip(futures, actors, strict=True)

@@ -9,6 +9,7 @@ measured, and hears of their evictions and retirements from then on.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -49,6 +50,8 @@ def book_for(
             spec.source.path,
             spec.size_on_disk,
             last_calls.take(replica_set.connection),
+            name=replica_set.metrics.model,
+            module_id=spec.module_id,
         )
         return book_workers(
             client, spec.module_id, count, spec.resources, avoid, exclude, memory=need
@@ -59,11 +62,13 @@ def book_for(
     return book_on_new_workers(client, spec.module_id, book)
 
 
-def place(replica_set: ReplicaSet, booked: list[tuple[str, str]]) -> None:
+def place(replica_set: ReplicaSet, booked: list[tuple[str, str]], reason: str) -> None:
     """Start an actor on each booked (worker, key), in parallel; raise the first failure.
 
-    An actor whose worker leaves while it loads is booked again elsewhere.
+    An actor whose worker leaves while it loads is booked again elsewhere. ``reason``
+    (one of ``metrics.families.LOAD_REASONS``) labels the loads in the metrics.
     """
+    started = time.monotonic()
     results: list[Any] = [None] * len(booked)
     threads = [
         threading.Thread(target=_place_one, args=(replica_set, worker, key, results, index))
@@ -77,6 +82,11 @@ def place(replica_set: ReplicaSet, booked: list[tuple[str, str]]) -> None:
     replica_set.add(placed)
     _record(replica_set, placed)
     failures = [r for r in results if isinstance(r, BaseException)]
+    took = time.monotonic() - started
+    for _ in placed:
+        replica_set.metrics.loaded(reason, took)
+    for _ in failures:
+        replica_set.metrics.load_failed(reason)
     if failures:
         raise failures[0]
 
@@ -95,7 +105,7 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
     tried: set[str] = set()
     while True:
         tried.add(worker)
-        replica = Replica(worker, key)
+        replica = replica_set.new_replica(worker, key)
         try:
             source = spec.source.for_worker(client, worker)
             future, actor = start_actor(

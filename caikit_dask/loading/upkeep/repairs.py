@@ -77,7 +77,7 @@ def repair(replica_set: ReplicaSet) -> None:
                 replica_set.wait_closed(spec.health_check_period)
                 continue
             try:
-                place(replica_set, booked)
+                place(replica_set, booked, "repair")
             except Exception as err:  # noqa: BLE001 - try again next period
                 if _stopped(replica_set):
                     return
