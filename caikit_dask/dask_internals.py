@@ -238,6 +238,26 @@ def drop_published(dataset: str, key: str, *, dask_scheduler: Any) -> None:
         del dask_scheduler.clients[f"published-{dataset}"]
 
 
+# The scheduler's HTTP views that call ``adaptive_target()`` only to show it: Prometheus'
+# ``dask_scheduler_desired_workers`` and the JSON identity. The HTTP API's
+# ``/api/v1/adaptive_target`` (what dask-kubernetes' autoscaler asks) is not among them.
+_VIEWS_READING_THE_TARGET = (
+    "distributed.http.scheduler.prometheus",
+    "distributed.http.scheduler.json",
+)
+
+
+def called_by_a_view(depth: int = 2) -> bool:
+    """Whether the function ``depth - 1`` frames up was called by one of the scheduler's
+    read-only HTTP views (``_VIEWS_READING_THE_TARGET``), judged by the caller's module.
+
+    A Prometheus scrape of ``/metrics`` calls ``Scheduler.adaptive_target()`` every
+    scrape; it must not make a fixed cluster look like one an autoscaler watches.
+    """
+    caller = sys._getframe(depth).f_globals.get("__name__", "")
+    return caller.startswith(_VIEWS_READING_THE_TARGET)
+
+
 def wrap_scheduler_method(scheduler: Any, name: str, wrap: Callable[[Any], Any]) -> None:
     """Replace ``scheduler.<name>`` and its comm handler with ``wrap(original)``.
 

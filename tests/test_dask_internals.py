@@ -284,3 +284,16 @@ def test_routes_added_to_the_schedulers_http_server_answer():
             "ServerNode.http_application (the scheduler's tornado application)"
         )
         assert requests.get(f"{base}/health", timeout=10).status_code == 200
+
+
+def test_the_views_that_read_the_adaptive_target_are_where_we_look_for_them():
+    import importlib
+    from pathlib import Path
+
+    for module in internals._VIEWS_READING_THE_TARGET:
+        source = importlib.util.find_spec(module)
+        assert source is not None, changed(f"the module {module}")
+    prometheus = importlib.import_module("distributed.http.scheduler.prometheus.core")
+    assert "adaptive_target()" in Path(prometheus.__file__).read_text(), changed(
+        "the scheduler's Prometheus collector (no longer reads adaptive_target)"
+    )

@@ -1,7 +1,8 @@
 """What the dask-kubernetes operator does to a cluster serving models, over the
 scheduler's HTTP API (the routes the DaskCluster manifest turns on): it reads the
 adaptive target, and scales a worker group down by retiring ``n`` workers. The
-models on a retired worker move first, and no call fails.
+models on a retired worker move first, and no call fails. A Prometheus scrape, which
+reads the target too, is not taken for an autoscaler.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -16,9 +18,12 @@ import pytest
 import yaml
 from caikit.core.modules import ModuleConfig
 from cluster_support import ProcessCluster, calls_until, poll, run_in_threads
+from dask_testlib import save_fault_model
 
 from caikit_dask import DaskModelInitializer
 from caikit_dask.connection import DaskConnection
+from caikit_dask.errors import DaskBackendError
+from caikit_dask.loading.scheduler.books import ASKED
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +109,30 @@ def test_the_operator_scales_a_worker_group_down_with_no_failed_call(
     assert {r["worker"] for r in model.replicas} == remaining
     assert len(model.replicas) == 2 and model.run(TEXT).label == expected
     model.close()
+
+
+def _asked_recently(cluster: ProcessCluster) -> bool:
+    """Whether the scheduler noted an autoscaler asking for its target (within 30 s)."""
+    return cluster.client.run_on_scheduler(
+        lambda dask_scheduler: ASKED in dask_scheduler.task_metadata
+    )
+
+
+def test_a_prometheus_scrape_does_not_make_a_fixed_cluster_adaptive(api_cluster, tmp_path):
+    path = save_fault_model(str(tmp_path / "model"))
+    initializer = DaskModelInitializer(
+        {"connection": {"address": api_cluster.address}, "resources": {"MODEL": 1}},
+        "prometheus-scrape",
+    )
+    with pytest.raises(DaskBackendError):  # no worker offers MODEL: fails at once, and
+        initializer.init(ModuleConfig.load(path))  # sets up the adaptive-target plugin
+    url = f"http://127.0.0.1:{api_cluster.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert b"dask_scheduler_desired_workers" in response.read()
+    assert not _asked_recently(api_cluster)
+    started = time.monotonic()
+    with pytest.raises(DaskBackendError, match="MODEL"):  # still at once: no scale-up wait
+        initializer.init(ModuleConfig.load(path))
+    assert time.monotonic() - started < 10
+    _api(api_cluster, "adaptive_target")  # what dask-kubernetes' autoscaler asks
+    assert _asked_recently(api_cluster)

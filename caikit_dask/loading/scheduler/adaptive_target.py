@@ -13,7 +13,8 @@ have nowhere else to go. This plugin wraps ``adaptive_target`` (what Dask's
   memory, counted against the largest worker (and never more than hold them now).
 
 It also notes when the target was last asked, so that a caller connected by
-address can tell whether an adaptive deployment watches this cluster.
+address can tell whether an adaptive deployment watches this cluster (the scheduler's
+Prometheus and JSON views read the target too; those reads do not count).
 
 Sent by value (see the package): only distributed and the standard library.
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from ...dask_internals import wrap_scheduler_method
+from ...dask_internals import called_by_a_view, wrap_scheduler_method
 from .books import ASKED, ASKS, MEMORY, PLACEMENTS
 
 
@@ -39,7 +40,8 @@ class CountModelsInAdaptiveTarget(SchedulerPlugin):
     async def start(self, scheduler: Any) -> None:
         def counting_models(original: Any) -> Any:
             def adaptive_target(target_duration: Any = None) -> int:
-                scheduler.task_metadata[ASKED] = time.time()
+                if not called_by_a_view():  # a Prometheus scrape is not an autoscaler
+                    scheduler.task_metadata[ASKED] = time.time()
                 target = original(target_duration)
                 return max(target, workers_asked_for(scheduler), workers_in_use(scheduler))
 
