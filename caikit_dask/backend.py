@@ -18,6 +18,7 @@ from .connection import DaskConnection
 from .resources import submit_options
 from .shared_backends import SharedLoadBackend, SharedTrainBackend
 from .training import submit
+from .training.gang.size import world_size_for
 from .training.handle import DaskTraining
 
 
@@ -75,11 +76,13 @@ class DaskBackend(SharedTrainBackend, SharedLoadBackend):
         save_path: str | None = None,
         training_id: str | None = None,
     ) -> DaskTraining:
-        """Start ``module_class.train`` on a worker; returns at once."""
+        """Start ``module_class.train`` on a worker (or as ``world_size`` ranks on as many
+        workers); returns at once."""
+        module_id = getattr(module_class, "MODULE_ID", None)
         options = submit_options(
             self.settings.resources,
             self.settings.module_resources,
-            getattr(module_class, "MODULE_ID", None),
+            module_id,
             self.settings.retries,
         )
         return submit.submit(
@@ -93,6 +96,7 @@ class DaskBackend(SharedTrainBackend, SharedLoadBackend):
             self.settings.resource_timeout,
             self.settings.max_payload_size,
             self.settings.log_lines,
+            world_size_for(self.settings.world_size, self.settings.module_world_size, module_id),
         )
 
     def find_training(self, training_id: str) -> DaskTraining:

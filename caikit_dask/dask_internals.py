@@ -274,6 +274,15 @@ def wrap_scheduler_method(scheduler: Any, name: str, wrap: Callable[[Any], Any])
     scheduler.handlers[name] = wrapper
 
 
+def add_scheduler_handler(scheduler: Any, name: str, handler: Callable[..., Any]) -> None:
+    """Answer the comm op ``name`` on the scheduler with ``handler(**message)``.
+
+    ``Scheduler.handlers``: the op table its server dispatches on (distributed's own
+    extensions add theirs there); a worker calls it as ``worker.scheduler.<name>(...)``.
+    """
+    scheduler.handlers[name] = handler
+
+
 def add_http_routes(scheduler: Any, routes: list[tuple]) -> None:
     """Serve tornado ``routes`` on the scheduler's HTTP server (the dashboard's port).
 
@@ -284,6 +293,24 @@ def add_http_routes(scheduler: Any, routes: list[tuple]) -> None:
     application = getattr(scheduler, "http_application", None)
     if application is not None:
         application.add_handlers(r".*", routes)
+
+
+# -- where this code runs ------------------------------------------------------------------
+
+
+def in_worker_process() -> bool:
+    """Whether this process is a Dask worker's (a worker, no scheduler, as ``dask worker``
+    and a LocalCluster's worker processes are), judged by ``Worker._instances`` and
+    ``Scheduler._instances``: the live servers of this process.
+
+    A model loaded there (an actor's, or a module's sub-model through ``caikit.core.load``)
+    loads in place, as LOCAL: a worker whose caikit config names DASK must not start a
+    cluster of its own. A caller running an in-process cluster (``processes: false``)
+    also holds its scheduler, so it is not taken for a worker.
+    """
+    from distributed import Scheduler, Worker
+
+    return bool(Worker._instances) and not Scheduler._instances
 
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -62,6 +62,25 @@ class TrainingResultLost(RuntimeError):
     """
 
 
+class RankFailed(DaskBackendError):
+    """One rank of a training with ``world_size`` > 1 failed (or lost its worker): the
+    training failed. Names the rank and its worker; ``rank_error`` is the rank's own
+    exception when it raised one."""
+
+    def __init__(
+        self,
+        message: str,
+        rank: int | None = None,
+        worker: str | None = None,
+        rank_error: BaseException | None = None,
+    ):
+        super().__init__(message)
+        self.rank, self.worker, self.rank_error = rank, worker, rank_error
+
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self), self.rank, self.worker, self.rank_error)
+
+
 class ByValueError(TypeError):
     """A class defined where workers cannot import it, that cannot be sent by value either."""
 

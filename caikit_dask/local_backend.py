@@ -6,8 +6,12 @@ It is the reference the Dask backend is held to: one contract suite runs against
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
+import aconfig
+from caikit.core import MODEL_MANAGER
+from caikit.core.model_management.local_model_initializer import LocalModelInitializer
 from caikit.core.modules import ModuleBase, ModuleConfig
 from caikit.core.registries import module_registry
 
@@ -48,6 +52,35 @@ class LocalSharedBackend(SharedTrainBackend, SharedLoadBackend):
                 err,
             )
             return module_class.load(model_config.model_path, *args, **kwargs)
+
+
+_local_initializer: LocalModelInitializer | None = None
+_in_process = threading.local()
+
+
+def load_in_this_process(source: Any) -> ModuleBase:
+    """``caikit.core.load(source)`` with caikit's LOCAL initializer, whatever the configured
+    default, and so are the sub-models it loads (see ``loading_in_this_process``): a trained
+    model shipped back to its caller is the model itself, as LOCAL's trainer hands it over
+    (through a DASK default it would go into actors, from the client's event loop where the
+    result arrives)."""
+    global _local_initializer
+    if _local_initializer is None:
+        _local_initializer = LocalModelInitializer(
+            aconfig.Config({}, override_env_vars=False), "caikit-dask-in-process"
+        )
+    depth = getattr(_in_process, "depth", 0)
+    _in_process.depth = depth + 1
+    try:
+        return MODEL_MANAGER.load(source, initializer=_local_initializer)
+    finally:
+        _in_process.depth = depth
+
+
+def loading_in_this_process() -> bool:
+    """Whether this thread is inside ``load_in_this_process`` (a module's ``load`` loading
+    its sub-models through caikit's default initializer, which may be DASK)."""
+    return getattr(_in_process, "depth", 0) > 0
 
 
 def resolve_model_config(model_path: Any) -> ModuleConfig:

@@ -196,8 +196,12 @@ def _alog_text(text: str) -> str:
         return text
 
 
-def latest_progress(training: Any, events: Any = None) -> Progress | None:
-    """The last progress a training reported (from the scheduler's event log)."""
+def latest_progress(training: Any, events: Any = None, rank: int | None = 0) -> Progress | None:
+    """The last progress a training reported (from the scheduler's event log).
+
+    A training of many ranks (``world_size``) reports from each; ``rank`` picks whose
+    (rank 0's by default; None: any rank's latest).
+    """
     training = training_of(training)
     if events is None:
         from .training import events as training_events
@@ -207,6 +211,8 @@ def latest_progress(training: Any, events: Any = None) -> Progress | None:
     structured = False
     for timestamp, msg in events:
         if msg.get("id") != training.id:
+            continue
+        if rank is not None and msg.get("rank", rank) != rank:
             continue
         progress = parse_progress(msg)
         if progress is None:

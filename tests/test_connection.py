@@ -105,6 +105,8 @@ def test_timeout_defaults_to_dask_connect_timeout(local_cluster):
     """Without connection.timeout the client uses distributed.comm.timeouts.connect, read
     when it connects; an explicit connection.timeout still wins."""
     address = local_cluster.scheduler_address
+    # an earlier test (a docs example) may have opened the shared client for this mapping
+    DaskConnection.from_config({"address": address}).close()
     with dask.config.set({"distributed.comm.timeouts.connect": "7s"}):
         from_dask = DaskBackend({"connection": {"address": address}})
         given = DaskBackend({"connection": {"address": address, "timeout": "12s"}})

@@ -194,6 +194,28 @@ def test_a_wrapped_scheduler_method_answers_remote_callers_too():
         )
 
 
+def test_a_handler_added_on_the_scheduler_answers_a_worker(client):
+    def add(dask_scheduler):
+        async def echo(action, **kwargs):
+            return {"action": action, **kwargs}
+
+        internals.add_scheduler_handler(dask_scheduler, "caikit_dask_internals_echo", echo)
+
+    async def call(dask_worker):
+        return await dask_worker.scheduler.caikit_dask_internals_echo(action="ping", n=1)
+
+    client.run_on_scheduler(add)
+    try:
+        answers = list(client.run(call).values())
+        assert answers, "no worker answered"
+        for answer in answers:
+            assert answer == {"action": "ping", "n": 1}, changed("Scheduler.handlers (comm ops)")
+    finally:
+        client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.handlers.pop("caikit_dask_internals_echo")
+        )
+
+
 class MarkerPlugin(SchedulerPlugin):
     name = "caikit-dask-internals-marker"
 
@@ -297,3 +319,14 @@ def test_the_views_that_read_the_adaptive_target_are_where_we_look_for_them():
     assert "adaptive_target()" in Path(prometheus.__file__).read_text(), changed(
         "the scheduler's Prometheus collector (no longer reads adaptive_target)"
     )
+
+
+def test_a_worker_process_is_told_apart_from_a_caller(client):
+    # Worker._instances / Scheduler._instances: the live servers of a process
+    assert not internals.in_worker_process(), changed("Worker._instances (this process has none)")
+    answers = client.run(internals.in_worker_process)
+    assert answers and all(answers.values()), changed("Worker._instances (on a worker)")
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        assert cluster.workers and not internals.in_worker_process(), changed(
+            "Scheduler._instances (an in-process cluster's caller holds its scheduler)"
+        )

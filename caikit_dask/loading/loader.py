@@ -41,6 +41,7 @@ def load(
     module_class = module_registry().get(config.module_id)
     if module_class is None:
         return None
+    source = ModelSource(path)  # first: a small model is read now (see ``placement.source``)
     autoscaling = settings.autoscaling
     ensure_registered_on_workers(connection.client, module_class)
     proxy_class = proxy_class_for(module_class)
@@ -48,7 +49,7 @@ def load(
         settings,
         connection,
         proxy_class,
-        path,
+        source,
         library=None if is_by_value(module_class) else module_class.__module__,
         count=autoscaling.initial_replicas if autoscaling else settings.replicas,
         resources=submit_options(settings.resources).get("resources", {}),
@@ -72,7 +73,7 @@ def attach(settings: BackendConfig, connection: DaskConnection, name: str) -> Da
         settings,
         connection,
         proxy_class,
-        record["model_path"],
+        ModelSource(record["model_path"]),
         library=record["library"],
         count=record["replicas"],
         resources=record["resources"],
@@ -86,7 +87,7 @@ def _replica_set(
     settings: BackendConfig,
     connection: DaskConnection,
     proxy_class: type[DaskModelProxy],
-    path: str,
+    source: ModelSource,
     *,
     library: str | None,
     count: int,
@@ -95,9 +96,10 @@ def _replica_set(
 ) -> ReplicaSet:
     """A lazy model needs ``load_on_demand`` (an attached one loads nothing itself); its
     metrics are bound here, for every task method the proxy forwards."""
+    path = source.path
     spec = ReplicaSpec(
         module_id=proxy_class.MODULE_ID,
-        source=ModelSource(path),
+        source=source,
         library=library,
         count=count,
         resources=dict(resources),

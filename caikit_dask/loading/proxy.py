@@ -9,6 +9,7 @@ model's actors. The proxy holds no weights.
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import functools
 import html
 import threading
@@ -25,10 +26,25 @@ from .calls.streams import stream
 from .publishing import publish, unpublish
 from .replicas.replica_set import ReplicaSet
 from .upkeep.releasing import close
-from .wire.protocol import encode_request, sendable, sendable_call
+from .wire.protocol import context_parameters, encode_request, sendable, sendable_call
 
 
-class DaskModelProxy(ModuleBase):
+class _ProxyClass(type(ModuleBase)):
+    """The metaclass of proxy classes: a generated class names the served class's module
+    and qualname (see ``proxy_class_for``), so pickle sends it as the call that makes it."""
+
+
+def _reduce_proxy_class(cls: type) -> Any:
+    module_class = cls.__dict__.get("module_class")
+    if module_class is None:  # DaskModelProxy itself: by name, as any class
+        return cls.__qualname__
+    return proxy_class_for, (module_class,)
+
+
+copyreg.pickle(_ProxyClass, _reduce_proxy_class)
+
+
+class DaskModelProxy(ModuleBase, metaclass=_ProxyClass):
     """Base of the generated proxy classes; see ``proxy_class_for``."""
 
     BACKEND_TYPE = "DASK"
@@ -36,6 +52,8 @@ class DaskModelProxy(ModuleBase):
     module_class: type[ModuleBase]
     unary_methods: frozenset[str] = frozenset()  # task methods returning one result
     forwarded_methods: frozenset[str] = frozenset()  # every task method sent to the actors
+    # per method, its runtime context parameters (see ``wire.protocol.context_parameters``)
+    context_parameters: dict[str, tuple[tuple[int | None, str], ...]] = {}
 
     def __init__(self, replicas: ReplicaSet):
         super().__init__()
@@ -46,7 +64,7 @@ class DaskModelProxy(ModuleBase):
     def _forward(self, method: str, args: tuple, kwargs: dict, output_streaming: bool) -> Any:
         replicas = self._replicas
         replicas.raise_if_closed()
-        args, kwargs = sendable_call(args, kwargs)
+        args, kwargs = sendable_call(args, kwargs, self.context_parameters.get(method, ()))
         request = encode_request(method, args, kwargs, replicas.spec.max_payload_size)
         if output_streaming:
             return DataStream(lambda: stream(replicas, method, request))
@@ -187,21 +205,35 @@ def proxy_class_for(module_class: type[ModuleBase]) -> type[DaskModelProxy]:
         attributes["module_class"] = module_class
         attributes["__doc__"] = f"Dask proxy of {module_class.__qualname__}: calls go to actors."
         methods = {"run": (False, False)}
+        declared_contexts: dict[str, str | None] = {}
         for flavours in module_class._TASK_INFERENCE_SIGNATURES.values():
             for input_streaming, output_streaming, signature in flavours:
                 methods[signature.method_name] = (input_streaming, output_streaming)
-        unary = set()
+                declared = getattr(signature, "context_arg", None)
+                if declared or signature.method_name not in declared_contexts:
+                    declared_contexts[signature.method_name] = declared
+        unary, contexts = set(), {}
         for name, (input_streaming, output_streaming) in methods.items():
             original = getattr(module_class, name, None)
             if original is None or original is ModuleBase.run:
                 continue
             attributes[name] = _forwarder(name, original, output_streaming)
+            found = context_parameters(original, declared_contexts.get(name))
+            if found:
+                contexts[name] = found
             if not input_streaming and not output_streaming:
                 unary.add(name)
         attributes["unary_methods"] = frozenset(unary)
+        attributes["context_parameters"] = {
+            name: found for name, found in contexts.items() if found
+        }
         attributes["forwarded_methods"] = frozenset(name for name in methods if name in attributes)
         proxy_class = type(f"Dask{module_class.__name__}", (DaskModelProxy,), attributes)
-        proxy_class.__module__ = __name__
+        # Where caikit.runtime names a model by its class (``str(type(model))`` in its
+        # metering and messages) it sees the served class, as with LOCAL; ``__name__``
+        # keeps the Dask prefix, and ``isinstance(model, DaskModelProxy)`` tells them apart.
+        proxy_class.__module__ = module_class.__module__
+        proxy_class.__qualname__ = module_class.__qualname__
         _proxy_classes[module_class] = proxy_class
         return proxy_class
 

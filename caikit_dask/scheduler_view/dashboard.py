@@ -91,9 +91,11 @@ function el(tag, text, cls) {
 }
 function bytes(n) {
   if (n === null || n === undefined) return "-";
-  const units = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
-  while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-  return (i ? n.toFixed(1) : n) + " " + units[i];
+  // As dask.utils.format_bytes (what the command line prints): binary units.
+  for (const [prefix, k] of [["Ti", 2 ** 40], ["Gi", 2 ** 30], ["Mi", 2 ** 20], ["ki", 2 ** 10]]) {
+    if (Math.abs(n) >= 0.9 * k) return (n / k).toFixed(2) + " " + prefix + "B";
+  }
+  return n + " B";
 }
 function when(t) { return t ? new Date(t * 1000).toLocaleTimeString() : "-"; }
 function table(id, head, rows, empty) {

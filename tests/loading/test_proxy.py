@@ -1,6 +1,7 @@
 """A model loaded into actors answers through a proxy that caikit treats as the module."""
 
 import gc
+import pickle
 import threading
 
 import pytest
@@ -17,6 +18,7 @@ from caikit_dask.example import (
     ExampleTextClassificationTask,
     TextClassifier,
 )
+from caikit_dask.loading.proxy import DaskModelProxy
 from caikit_dask.loading.wire.context import ForwardedContext
 
 TEXTS = ["What a wonderful day", "This is terrible and slow", "Great value, I love it"]
@@ -44,6 +46,18 @@ def test_proxy_has_the_module_identity(proxy):
         assert proxy.get_inference_signature(
             *flavour, ExampleTextClassificationTask
         ) is TextClassifier.get_inference_signature(*flavour, ExampleTextClassificationTask)
+
+
+def test_caikit_names_the_proxy_by_the_served_class(proxy):
+    # caikit.runtime's metering and messages use str(type(model)): the same as with LOCAL
+    proxy_class = type(proxy)
+    assert str(proxy_class) == str(TextClassifier)
+    assert (proxy_class.__module__, proxy_class.__qualname__) == (
+        TextClassifier.__module__,
+        TextClassifier.__qualname__,
+    )
+    assert isinstance(proxy, DaskModelProxy) and proxy_class.__name__ == "DaskTextClassifier"
+    assert pickle.loads(pickle.dumps(proxy_class)) is proxy_class  # pickled as its making
 
 
 def test_results_equal_a_local_load(proxy, trained_model_dir):

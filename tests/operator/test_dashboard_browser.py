@@ -8,7 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import requests
 from caikit.core.modules import ModuleConfig
+from dask.utils import format_bytes
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -75,6 +77,11 @@ def test_the_page_shows_models_workers_and_trainings_and_refreshes_live(
     workers = _cell_texts(browser, "workers")
     assert sorted(row[0] for row in workers) == sorted(local_cluster.scheduler_info["workers"])
     assert all(" of " in row[4] for row in workers)  # booked against the model memory
+    # The same units as the command line (dask's format_bytes), not decimal ones.
+    status = requests.get(f"http://127.0.0.1:{port}/caikit-dask/status.json", timeout=10).json()
+    model_memory = {w["worker"]: w["model_memory"] for w in status["workers"]}
+    for row in workers:
+        assert row[4].endswith(" of " + format_bytes(model_memory[row[0]])), row
     statuses = [row[0] for row in _cell_texts(browser, "trainings")]
     assert statuses == ["QUEUED", "RUNNING", "COMPLETED", "ERRORED", "CANCELED"]
 

@@ -335,7 +335,7 @@ CASES = [
         r"Loading the model on Dask worker .*'caller_only_loading' is not importable",
     ),
     Case("not a module class", not_a_module_class, TypeError, r"dict"),
-    Case("S3 save_path", s3_save_path, ValueError, r"S3 output path not supported"),
+    Case("S3 save_path", s3_save_path, ValueError, r"S3 output path not supported by this runtime"),
     # resources
     Case(
         "training resources no worker has (resource_timeout 0)",

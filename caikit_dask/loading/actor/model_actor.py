@@ -24,7 +24,13 @@ import threading
 import time
 from typing import Any
 
-from ..wire.protocol import MAX_CONCURRENCY, decode_request, failed_outcome, run_request
+from ..wire.protocol import (
+    MAX_CONCURRENCY,
+    decode_request,
+    failed_outcome,
+    run_as_outcome,
+    run_request,
+)
 from .model_load import load_model
 from .outcomes import Outcomes
 from .stoppable import StoppableCall
@@ -209,43 +215,47 @@ class ModelActor:
         except KeyError:
             return failed_outcome(LookupError(f"No call with ticket {ticket} on this actor"))
 
-    async def open_stream(self, request: bytes, first: int) -> tuple:
-        """Start an output stream; returns its id and its first chunk."""
+    async def open_stream(self, request: bytes, first: int) -> bytes:
+        """Start an output stream: the outcome bytes of (its id, its first chunk, ended).
+
+        The module's exception, raised when the stream starts or in any chunk, crosses as
+        a call's does (see ``wire.exceptions``), so the caller raises it at once.
+        """
         self.calls += 1
-
-        def start() -> Any:
-            method, args, kwargs = decode_request(request)
-            return iter(getattr(self.model, method)(*args, **kwargs))
-
-        stream = await self._in_turn(start)
         stream_id = next(self._stream_ids)
-        self._streams[stream_id] = stream
-        items, done = await self.next_chunk(stream_id, first)
-        return stream_id, items, done
 
-    async def next_chunk(self, stream_id: int, size: int) -> tuple[list, bool]:
-        """Up to ``size`` more items of a stream, and whether it has ended."""
+        def start() -> tuple[int, list, bool]:
+            method, args, kwargs = decode_request(request)
+            stream = iter(getattr(self.model, method)(*args, **kwargs))
+            self._streams[stream_id] = stream
+            return (stream_id, *self._pull(stream_id, stream, first))
+
+        return await self._in_turn(_as_outcome(start))
+
+    async def next_chunk(self, stream_id: int, size: int) -> bytes:
+        """The outcome bytes of up to ``size`` more items of a stream and whether it ended."""
         stream = self._streams.get(stream_id)
-        if stream is None:
-            return [], True
+        if stream is None:  # ended (or closed) already
+            return run_as_outcome(lambda: ([], True))
+        return await self._in_turn(_as_outcome(lambda: self._pull(stream_id, stream, size)))
 
-        def pull() -> tuple[list, bool]:
-            items = []
+    def _pull(self, stream_id: int, stream: Any, size: int) -> tuple[list, bool]:
+        """In a pool thread: the next items. An exception after some items is kept for
+        the next pull, so the caller gets those items first, as it would locally."""
+        items: list = []
+        try:
             for _ in range(size):
                 item = next(stream, _END)
                 if item is _END:
+                    self._streams.pop(stream_id, None)
                     return items, True
                 items.append(item)
-            return items, False
-
-        try:
-            items, done = await self._in_turn(pull)
-        except BaseException:
-            self._streams.pop(stream_id, None)
-            raise
-        if done:
-            self._streams.pop(stream_id, None)
-        return items, done
+        except BaseException as err:
+            if not items or isinstance(err, (SystemExit, KeyboardInterrupt)):
+                self._streams.pop(stream_id, None)
+                raise
+            self._streams[stream_id] = _raises(err)
+        return items, False
 
     async def close_stream(self, stream_id: int) -> None:
         """Drop a stream the caller stopped reading."""
@@ -262,6 +272,24 @@ class ModelActor:
             "pid": os.getpid(),
             "bytes": self.size,
         }
+
+
+def _as_outcome(work: Any) -> Any:
+    """``work`` made to return outcome bytes whatever it raises (streams' pool work)."""
+
+    def run() -> bytes:
+        try:
+            return run_as_outcome(work)
+        except BaseException as err:  # noqa: BLE001 - e.g. SystemExit: the caller must hear
+            return failed_outcome(RuntimeError(f"The call was ended by {err!r}"))
+
+    return run
+
+
+def _raises(err: BaseException) -> Any:
+    """An iterator that raises ``err``: a stream's failure after the items already sent."""
+    raise err
+    yield  # pragma: no cover - makes this a generator
 
 
 def _settle(future: asyncio.Future, result: Any, err: BaseException | None) -> None:

@@ -26,8 +26,9 @@ _measuring = threading.Lock()
 MEASURE_WAIT = 5.0
 
 
-def load_model(source: str | bytes, library: str | None) -> tuple[Any, int]:
-    """Load from a path the worker sees, or from a zipped model sent by the caller.
+def load_model(source: str | bytes | tuple[str, bytes], library: str | None) -> tuple[Any, int]:
+    """Load from a path the worker sees, or from a zipped model sent by the caller, or
+    from a (path, snapshot) pair: the path while the model is there, else its snapshot.
 
     Returns the model and the bytes its load added to the worker's memory (the
     module's library is imported first, outside the measurement; 0: not measured).
@@ -41,6 +42,9 @@ def load_model(source: str | bytes, library: str | None) -> tuple[Any, int]:
                 "Install it in the workers' environment or ship it with "
                 "client.upload_file(path, load=False)."
             ) from err
+    if isinstance(source, tuple):
+        path, snapshot = source
+        source = path if os.path.isfile(os.path.join(path, "config.yml")) else snapshot
     backend = LocalSharedBackend()
     process = psutil.Process()
     alone = _measuring.acquire(timeout=MEASURE_WAIT)
@@ -57,7 +61,8 @@ def load_model(source: str | bytes, library: str | None) -> tuple[Any, int]:
         if alone:
             _measuring.release()
     if model is None:
-        raise ImportError(f"No caikit module registered on this worker can load {source!r}")
+        what = repr(source) if isinstance(source, str) else "the zipped model"
+        raise ImportError(f"No caikit module registered on this worker can load {what}")
     return model, size
 
 

@@ -15,7 +15,7 @@ from ...errors import log
 from ...metrics.model_calls import measured_stream
 from ..replicas.replica import Replica
 from ..replicas.replica_set import ReplicaSet
-from ..wire.protocol import CLOSE_STREAM, NEXT_CHUNK, OPEN_STREAM
+from ..wire.protocol import CLOSE_STREAM, NEXT_CHUNK, OPEN_STREAM, decode_outcome
 from .retrying import with_retry
 
 _FIRST_CHUNK, _LARGEST_CHUNK = 8, 256
@@ -31,14 +31,17 @@ def stream(replica_set: ReplicaSet, method: str, request: bytes) -> Iterator[Any
         opened_on[:] = [actor]
         return getattr(actor, OPEN_STREAM)(request, 1)
 
-    (stream_id, items, done), replica = with_retry(replica_set, method, open_stream, hold=True)
-    actor = opened_on[0]
+    opened, replica = with_retry(replica_set, method, open_stream, hold=True)
+    actor, done = opened_on[0], True
     size = _FIRST_CHUNK
     try:
+        stream_id, items, done = decode_outcome(opened)  # the module's exception raises here
         yield from items
         while not done:
-            items, done = getattr(actor, NEXT_CHUNK)(stream_id, size).result(
-                timeout=replica_set.spec.call_timeout
+            items, done = decode_outcome(
+                getattr(actor, NEXT_CHUNK)(stream_id, size).result(
+                    timeout=replica_set.spec.call_timeout
+                )
             )
             size = min(size * 2, _LARGEST_CHUNK)
             yield from items

@@ -2,6 +2,11 @@
 
 Workers that see the same model at the caller's path (a shared filesystem) load
 it from there; the others get the zipped model scattered to them directly.
+
+A small model (``SNAPSHOT_LIMIT``) is also read once, when its load starts, and
+travels with the path: a worker loads the snapshot if the files are gone by the time
+its actor starts. caikit.runtime's undeploy removes a model's files and then waits for
+its load to finish; LOCAL has read them by then, and so has DASK.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from typing import Any
 from distributed import Client
 
 from ...errors import error, log
+from .memory import size_on_disk
+
+SNAPSHOT_LIMIT = 1 << 20  # bytes on disk up to which a model is read when its load starts
 
 
 def model_fingerprint(path: str) -> str | None:
@@ -43,11 +51,16 @@ class ModelSource:
     def __init__(self, path: str):
         self.path = path
         self.fingerprint = model_fingerprint(path)
+        small = self.fingerprint is not None and size_on_disk(path) <= SNAPSHOT_LIMIT
+        self.snapshot = zip_model(path) if small else None
 
     def for_worker(self, client: Client, worker: str) -> Any:
+        """The path, the zipped model, or (path, snapshot) (see ``actor.model_load``)."""
         sees = client.run(_sees_model, self.path, self.fingerprint, workers=[worker])
         if sees.get(worker):
-            return self.path
+            return self.path if self.snapshot is None else (self.path, self.snapshot)
+        if self.snapshot is not None:
+            return self.snapshot
         error.value_check(
             "<DSK50000002E>",
             self.fingerprint is not None,

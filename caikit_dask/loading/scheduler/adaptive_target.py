@@ -51,14 +51,17 @@ class CountModelsInAdaptiveTarget(SchedulerPlugin):
 
 
 def workers_asked_for(scheduler: Any) -> int:
-    """One worker more than the cluster had, per live ask (0 with none)."""
+    """The workers each live ask wants more than the cluster had (one, unless it said how
+    many), on top of the most it had (0 with no ask)."""
     asks = scheduler.task_metadata.get(ASKS) or {}
     now = time.time()
     for ask_id in [i for i, ask in asks.items() if ask["until"] < now]:
         del asks[ask_id]
     if not asks:
         return 0
-    return max(ask["base"] for ask in asks.values()) + len(asks)
+    return max(ask["base"] for ask in asks.values()) + sum(
+        ask.get("count", 1) for ask in asks.values()
+    )
 
 
 def workers_in_use(scheduler: Any) -> int:
@@ -87,9 +90,11 @@ def workers_in_use(scheduler: Any) -> int:
     return min(needed, len(holders))
 
 
-def ask(ask_id: str, ttl: float, adaptive_seen: float | None, *, dask_scheduler: Any) -> dict:
-    """Ask for one more worker than the cluster has now, for ``ttl`` seconds at most, if
-    the cluster is adaptive: an adaptive deployment asked for the target in the last
+def ask(
+    ask_id: str, ttl: float, adaptive_seen: float | None, count: int = 1, *, dask_scheduler: Any
+) -> dict:
+    """Ask for ``count`` more workers than the cluster has now, for ``ttl`` seconds at most,
+    if the cluster is adaptive: an adaptive deployment asked for the target in the last
     ``adaptive_seen`` seconds (None: the caller knows it is adaptive).
 
     Returns the worker count and whether the ask was made.
@@ -101,7 +106,8 @@ def ask(ask_id: str, ttl: float, adaptive_seen: float | None, *, dask_scheduler:
         target_asked is not None and time.time() - target_asked < adaptive_seen
     )
     if adaptive:
-        metadata.setdefault(ASKS, {})[ask_id] = {"base": workers, "until": time.time() + ttl}
+        asked = {"base": workers, "until": time.time() + ttl, "count": count}
+        metadata.setdefault(ASKS, {})[ask_id] = asked
     return {"workers": workers, "asked": adaptive}
 
 

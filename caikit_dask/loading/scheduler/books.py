@@ -12,7 +12,8 @@ PLACEMENTS = "caikit-dask-placements"
 MEMORY = "caikit-dask-memory"
 # Task metadata: {model path: bytes its last load took on a worker}.
 MEASURED = "caikit-dask-measured"
-# Task metadata: {ask id: {"base": workers when asked, "until": time}} (adaptive asks).
+# Task metadata: {ask id: {"base": workers when asked, "until": time, "count": workers
+# wanted more (1 if absent)}} (adaptive asks).
 ASKS = "caikit-dask-worker-asks"
 # Task metadata: when adaptive_target was last called.
 ASKED = "caikit-dask-target-asked"
