@@ -32,6 +32,9 @@ class Plan:
     pressure_model_mb: float = 40
     pressure_threads: int = 4
     step_phases: tuple[float, float, float] = (4.0, 10.0, 8.0)  # seconds at 1, 16, 1 callers
+    gang_steps: int = 30  # DDP steps per training, per world size (1, 2, 3 ranks)
+    gang_repeats: int = 3
+    gang_warmups: int = 1  # rounds of 1, 2, 3 ranks first, not counted
 
 
 FULL = Plan("full", 20, 100, 2.0, 3, 16, 1.5, 6, 8, 20, 0.1, 26_000_000, 1000, 1000, 2.0, True)
@@ -42,4 +45,7 @@ SMOKE = dataclasses.replace(
     pressure_model_mb=8,
     pressure_threads=2,
     step_phases=(0.3, 1.0, 0.3),
+    gang_steps=5,
+    gang_repeats=1,
+    gang_warmups=0,
 )

@@ -43,6 +43,7 @@ def render(results: dict) -> str:
         _many_models,
         _memory_pressure,
         _step_load,
+        _gang,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -442,6 +443,31 @@ def _step_load(results: dict) -> list[str]:
     changes = (f"{replicas}/{workers} at {t:.1f}s" for t, replicas, workers in step["timeline"])
     lines.append("replicas/workers over time: " + ", ".join(changes))
     return lines
+
+
+def _gang(results: dict) -> list[str]:
+    gang = results.get("gang")
+    if not gang:
+        return []
+    title = "11. one DDP training as 1, 2, 3 ranks (gloo, CPU; 3 worker processes x 1 thread)"
+    if "skipped" in gang:
+        return ["", f"== {title} == skipped: {gang['skipped']}"]
+    one = gang["ranks"]["1"]
+    rows = [
+        [
+            ranks,
+            number(measured["step_s"] * 1e3, ".1f"),
+            ratio(measured["step_s"], one["step_s"]),
+            number(measured["start_s"] * 1e3),
+            ratio(measured["start_s"], one["start_s"]),
+        ]
+        for ranks, measured in gang["ranks"].items()
+    ]
+    return table(
+        f"{title}, {gang['steps']} steps, median of {gang['repeats']}",
+        ["ranks", "step ms", "vs 1 rank", "train() -> all running ms", "vs 1 rank"],
+        rows,
+    )
 
 
 def _targets(results: dict) -> list[str]:

@@ -21,6 +21,7 @@ SECTIONS = (
     "many_models",
     "memory_pressure",
     "step_load",
+    "gang",
 )
 
 

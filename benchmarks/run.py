@@ -24,6 +24,7 @@ from dask.utils import format_time
 from .environment import log, prepare_worker_environment
 from .measure_batch import BatchBenchmark
 from .measure_calls import CallBenchmarks
+from .measure_gang import GangBenchmark
 from .measure_many_models import ManyModelsBenchmark
 from .measure_memory import MemoryBenchmark
 from .measure_memory_pressure import MemoryPressureBenchmark
@@ -49,6 +50,7 @@ BENCHMARKS: tuple[type[Benchmark], ...] = (
     ManyModelsBenchmark,
     MemoryPressureBenchmark,
     StepLoadBenchmark,
+    GangBenchmark,
 )
 
 

@@ -271,6 +271,13 @@ def _local(path: str, value: Any) -> dict:
     return local
 
 
+def _module_world_size(path: str, value: Any) -> dict[str, int]:
+    return {
+        module_id: _count(1)(f"{path}.{module_id}", size)
+        for module_id, size in _typed(path, value, (dict,)).items()
+    }
+
+
 def _module_resources(path: str, value: Any) -> dict[str, dict[str, float]]:
     return {
         module_id: parse_resources(f"{path}.{module_id}", resources)
@@ -430,6 +437,8 @@ class BackendConfig:
     retention_duration: timedelta | None = setting(parse_retention, None, (TRAINER,))
     resource_timeout: float = setting(_duration, "60s", (TRAINER,))
     log_lines: int = setting(_count(1), 1000, (TRAINER,))
+    world_size: int = setting(_count(1), 1, (TRAINER,))  # ranks per training (``training.gang``)
+    module_world_size: dict = setting(_module_world_size, {}, (TRAINER,))
     replicas: int = setting(_count(1), 1, (INITIALIZER,))
     call_timeout: float = setting(_duration, "60s", (INITIALIZER,))
     health_check_period: float = setting(_duration, "2s", (INITIALIZER,))

@@ -29,6 +29,7 @@ SECTIONS = (
     "many_models",
     "memory_pressure",
     "step_load",
+    "gang",
 )
 TABLE_TITLES = (
     "== 1. sequential latency",
@@ -41,6 +42,7 @@ TABLE_TITLES = (
     "== 8. many models",
     "== 9. memory pressure",
     "== 10. step load",
+    "== 11. one DDP training as 1, 2, 3 ranks",
     "== targets ==",
 )
 
@@ -87,6 +89,10 @@ def test_benchmarks_smoke_run(tmp_path):
     step = results["step_load"]
     assert [phase["threads"] for phase in step["phases"]] == [1, 16, 1]
     assert step["failed"] == 0 and step["phases"][1]["calls_per_s"] > 0
+    gang = results["gang"]
+    if "skipped" not in gang:  # torch is installed (CI's caikit-nlp venv)
+        assert sorted(gang["ranks"]) == ["1", "2", "3"]
+        assert all(ranks["step_s"] > 0 and ranks["start_s"] > 0 for ranks in gang["ranks"].values())
     assert len(results["targets"]) == 14
     assert "skipped" in results["ray"]
 

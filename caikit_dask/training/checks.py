@@ -3,7 +3,8 @@
 Bad input must fail where the user made the call, naming the problem: an
 argument that cannot be pickled, or a module class the workers cannot import
 (nor receive by value). What passes is what the task sends: each argument and a
-by-value class are pickled here, once.
+by-value class are pickled here, once; a DASK-loaded model among them crosses as a
+reference to its saved model (``loading.model_reference``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import sys
 import threading
 from typing import Any
 
-import cloudpickle
 from dask.utils import format_bytes
 from distributed import Client
 
 from .. import cluster_state
 from ..errors import error
+from ..loading import model_reference
 from ..pickling import UnpicklableArgument, argument_name, pickle_each_argument
 from .by_value import ByValueModuleClass, prepare_module_class
 
@@ -51,7 +52,7 @@ def pickle_arguments(
     args = tuple(_portable(value) for value in args)  # a bad source raises its own error
     kwargs = {name: _portable(value) for name, value in kwargs.items()}
     try:
-        pickled_args, pickled_kwargs = pickle_each_argument(args, kwargs, cloudpickle.dumps)
+        pickled_args, pickled_kwargs = pickle_each_argument(args, kwargs, model_reference.dumps)
     except UnpicklableArgument as err:
         error(
             "<DSK30000001E>",

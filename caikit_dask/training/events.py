@@ -19,6 +19,13 @@ CANCELED = "canceled"
 
 DATASET_PREFIX = "caikit-dask-training-"
 FINISHED_METADATA = "caikit-dask-finished-trainings"
+# Each run of a training's task, as it starts (``worker_death``): [RUNS_METADATA, key].
+RUNS_METADATA = "caikit-dask-training-runs"
+
+# The scheduler plugin booking workers for trainings of many ranks (``gang.book``), and the
+# scheduler handler its ranks and drivers call it through.
+GANG_BOOK = "caikit-dask-gang-book"
+GANG_HANDLER = "caikit_dask_gang"
 
 # Topics a client following trainings subscribes to ("all" carries worker removals).
 SUBSCRIBED_TOPICS = (STATE_TOPIC, LOG_TOPIC, "all")

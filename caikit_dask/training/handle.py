@@ -28,12 +28,14 @@ from distributed import wait as distributed_wait
 
 from ..errors import DaskBackendError, log
 from . import events
+from .gang.book import cancel_training
 from .log_store import read_logs
 from .monitor import TrainingMonitor
 from .on_scheduler import forget_training
 from .on_worker import cancel_on_worker
-from .shipping import ShippedModel
+from .shipping import PickledModel, ShippedModel
 from .state import TrainingState
+from .worker_death import death_error
 
 
 def _to_datetime(timestamp: float | None) -> datetime | None:
@@ -69,8 +71,10 @@ class DaskTraining:
         resources: dict | None = None,
         module_class: type | None = None,
         save_path: str | None = None,
+        world_size: int = 1,
     ):
         self.id = training_id
+        self.world_size = world_size  # ranks (``gang``); its task is then their driver
         self.client = client
         self.future = future
         self.key = future.key
@@ -78,7 +82,7 @@ class DaskTraining:
         self.module_class = module_class
         self.save_path = save_path
         self.submission_time = submission_time
-        self.state = TrainingState(self.key, retries)
+        self.state = TrainingState(self.key, retries, world_size)
         # Done once the record is published (see ``publisher``); None: published elsewhere.
         self.published: concurrent.futures.Future | None = None
         future.add_done_callback(lambda _: self.state.task_ended())
@@ -88,7 +92,8 @@ class DaskTraining:
     retries = property(lambda self: self.state.retries)
     start_time = property(lambda self: self.state.start_time)
     completion_time = property(lambda self: self.state.completion_time)
-    worker = property(lambda self: self.state.worker)
+    worker = property(lambda self: self.state.worker)  # rank 0's, for a gang
+    workers = property(lambda self: self.state.workers)  # one per rank
     worker_deaths = property(lambda self: self.state.worker_deaths)
     finished_once = property(lambda self: self.state.finished_once)
 
@@ -110,16 +115,26 @@ class DaskTraining:
                 self.retries,
             )
             return
-        reason = DaskBackendError(
-            f"Training {self.id} failed: Dask worker {worker} died while running it "
-            f"(after {self.state.worker_deaths - 1} retries; set retries to allow reruns)."
-        )
 
-        def fail() -> None:  # off the client's event loop: both make blocking client calls
+        def fail() -> None:  # off the client's event loop: these make blocking client calls
+            reason = self._death_on(worker) or DaskBackendError(
+                f"Training {self.id} failed: Dask worker {worker} died while running it "
+                f"(after {self.state.worker_deaths - 1} retries; set retries to allow reruns)."
+            )
             self.end(JobStatus.ERRORED, reason)
-            self._stop_everywhere()
+            self.stop_everywhere()
 
         threading.Thread(target=fail, daemon=True).start()
+
+    def _death_on(self, worker: str | None) -> Exception | None:
+        """How this training's run on ``worker`` died, as its worker's run says (an OOM kill
+        as caikit says it, see ``worker_death``); None if that run left no record."""
+        with contextlib.suppress(Exception):  # the scheduler may be gone too
+            runs = self.client.get_metadata([events.RUNS_METADATA, self.key], default=None) or []
+            run = next((run for run in reversed(runs) if run["worker"] == worker), None)
+            if run is not None:
+                return self.client.sync(death_error, self.client.rpc, self.id, run)
+        return None
 
     # -- decisions and replays ----------------------------------------------------------------
 
@@ -199,15 +214,20 @@ class DaskTraining:
             log.debug("Training %s already ended (%s); nothing to cancel", self.id, self.status)
             return
         self.end(JobStatus.CANCELED)
-        self._stop_everywhere()
+        self.stop_everywhere()
 
-    def _stop_everywhere(self) -> None:
+    def stop_everywhere(self) -> None:
+        """Stop the training's thread on its worker (every rank's, and the driver of a
+        gang, which also stops a driver that has not started yet); cancel its task."""
         self._await_published()  # so the scheduler never gets a record of a forgotten task
         try:
+            if self.world_size > 1:
+                self.client.run_on_scheduler(cancel_training, self.key)
             self.client.run(cancel_on_worker, self.id)
         except Exception as err:  # noqa: BLE001 - best effort, the future is cancelled anyway
             log.warning("<DSK30000013W>", "Could not reach workers to stop %s: %s", self.id, err)
-        self.future.cancel()
+        with contextlib.suppress(Exception):  # the client closed meanwhile: nothing to cancel
+            self.future.cancel()
 
     def result(self, timeout: float | None = None) -> ModuleBase:
         """The trained model, shipped from the worker as its saved archive."""
@@ -217,7 +237,7 @@ class DaskTraining:
             # TrainingResultLost says what to do. A worker in this process (an in-process
             # LocalCluster) hands the ShippedModel over without pickling it.
             result = self.future.result(timeout=timeout)
-            return result.model if isinstance(result, ShippedModel) else result
+            return result.model if isinstance(result, (ShippedModel, PickledModel)) else result
         if status is JobStatus.ERRORED:
             raise self.errors()[0]
         if status is JobStatus.CANCELED:
@@ -291,6 +311,8 @@ class DaskTraining:
             self.end(JobStatus.CANCELED)
             self._await_published()
             try:
+                if self.world_size > 1:
+                    self.client.run_on_scheduler(cancel_training, self.key)
                 self.client.run(cancel_on_worker, self.id, 10)  # wait up to 10 s
             except Exception as err:  # noqa: BLE001 - the task is cancelled below anyway
                 log.warning(

@@ -132,10 +132,12 @@ class TrainingMonitor:
         self._tell_listeners(msg)
         if msg.get("id") not in self._trainings:
             return
+        rank = f" rank {msg['rank']}" if "rank" in msg else ""
         logging.getLogger(msg.get("name") or "caikit_dask.training").log(
             msg.get("level", logging.INFO),
-            "[training %s on %s] %s",
+            "[training %s%s on %s] %s",
             msg.get("id"),
+            rank,
             msg.get("worker"),
             msg.get("msg"),
         )

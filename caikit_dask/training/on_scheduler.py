@@ -25,16 +25,35 @@ from ..dask_internals import (
 from .events import (
     DATASET_PREFIX,
     FINISHED_METADATA,
+    GANG_BOOK,
     LOG_STORE,
     LOG_TOPIC,
+    RUNS_METADATA,
     STATE_TOPIC,
     dataset_name,
 )
 
 
+def _gang_facts_reader(book: str = GANG_BOOK) -> Any:
+    """``read(dask_scheduler, key)``: whether the gang of the training ``key`` (its driver's
+    task) has started, and on which workers, from the gang book; None when it has no gang
+    there. Made here, nested, so that it too travels by value."""
+
+    def read(dask_scheduler: Any, key: str) -> dict | None:
+        plugin = dask_scheduler.plugins.get(book)
+        if plugin is None:
+            return None
+        gang = plugin.gangs.get(plugin.drivers.get(key, ""))
+        if gang is None:
+            return None
+        return {"started": gang["started"], "workers": gang["workers"]}
+
+    return read
+
+
 def read_training_facts(client: Client, training_id: str, key: str) -> dict[str, Any]:
     """One training's events, task state and finish time, filtered on the scheduler in one trip."""
-    topic, finished = STATE_TOPIC, FINISHED_METADATA
+    topic, finished, gang_facts = STATE_TOPIC, FINISHED_METADATA, _gang_facts_reader()
 
     def facts(dask_scheduler: Any) -> dict[str, Any]:
         task = dask_scheduler.tasks.get(key)
@@ -48,6 +67,7 @@ def read_training_facts(client: Client, training_id: str, key: str) -> dict[str,
             "task_state": task.state if task is not None else None,
             "processing_on": processing_on.address if processing_on is not None else None,
             "finished_at": dask_scheduler.get_metadata(keys=[finished, key], default=None),
+            "gang": gang_facts(dask_scheduler, key),
         }
 
     return client.run_on_scheduler(facts)
@@ -61,6 +81,7 @@ def read_all_trainings(client: Client) -> list[dict[str, Any]]:
     ``read_training_facts``.
     """
     prefix, topic, finished = DATASET_PREFIX, STATE_TOPIC, FINISHED_METADATA
+    gang_facts = _gang_facts_reader()
 
     def gather(dask_scheduler: Any) -> list[dict[str, Any]]:
         events_by_id: dict[str, list] = {}
@@ -85,6 +106,7 @@ def read_all_trainings(client: Client) -> list[dict[str, Any]]:
                     "task_state": task.state if task is not None else None,
                     "processing_on": processing_on.address if processing_on else None,
                     "finished_at": marks.get(key),
+                    "gang": gang_facts(dask_scheduler, key),
                 }
             )
         return listed
@@ -112,12 +134,14 @@ def forget_training(
     dataset, log and events stay.
     """
     dataset, metadata, store = dataset_name(training_id), FINISHED_METADATA, LOG_STORE
+    runs = RUNS_METADATA
     topics = (STATE_TOPIC, LOG_TOPIC)
     client_id = client.id if for_all_clients else None
 
     def forget(dask_scheduler: Any) -> None:
         drop_published(dataset, key, dask_scheduler=dask_scheduler)
         dask_scheduler.task_metadata.get(metadata, {}).pop(key, None)  # metadata has no delete
+        dask_scheduler.task_metadata.get(runs, {}).pop(key, None)
         if client_id is not None and key in dask_scheduler.tasks:
             cancel_for_all_clients(
                 dask_scheduler, [key], client_id, f"training {training_id} deleted"

@@ -10,11 +10,13 @@ scheduler keeps the last ``log_lines`` of each training's log (``log_store``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
@@ -25,19 +27,21 @@ from distributed.utils import sync
 
 from ..dask_internals import register_scheduler_plugin_from_worker
 from ..errors import TrainingCanceled, TrainingResultLost
-from . import events
+from . import events, worker_death
 from .by_value import resolve_module_class
 from .log_store import log_store_plugin
 from .shipping import ShippedModel
 
 _running: dict[str, DestroyableThread] = {}
 _ended: dict[str, threading.Event] = {}
+# Drivers of trainings with world_size > 1 (``gang.driver``) running here: their stop.
+_drivers: dict[str, Any] = {}
 _log_store_pickle: bytes | None = None  # the plugin, pickled once per worker process
 _running_lock = threading.Lock()
 
 
-def _mark_finished(worker: Any, key: str) -> None:
-    """Record on the scheduler that this task finished once (read by ``_prepare_scheduler``)."""
+def mark_finished(worker: Any, key: str) -> None:
+    """Record on the scheduler that this task finished once (read by ``begin_run``)."""
     keys = [events.FINISHED_METADATA, key]
     sync(worker.loop, worker.scheduler.set_metadata, keys=keys, value=time.time())
 
@@ -58,6 +62,35 @@ def _prepare_scheduler(worker: Any, key: str) -> Any:
     return sync(worker.loop, both)
 
 
+def _refuse_a_run_beyond_retries(worker: Any, training_id: str, key: str, retries: int) -> None:
+    """Record this run on the scheduler; if the runs before it used up ``retries`` (their
+    workers died: Dask runs the task again), raise how the last one died instead of
+    training, so a training that kills its worker kills one (see ``worker_death``)."""
+
+    async def claim() -> Exception | None:
+        run = worker_death.this_run(worker)
+        died = await worker_death.claim_run(worker.scheduler, key, run, retries)
+        if died is None:
+            return None
+        return await worker_death.death_error(worker.rpc, training_id, died)
+
+    refusal = sync(worker.loop, claim)
+    if refusal is not None:
+        raise refusal
+
+
+def begin_run(worker: Any, training_id: str, key: str, save_path: str | None, retries: int) -> None:
+    """What every run of a training task does first (one rank or a gang's driver): make
+    sure the scheduler keeps its logs, refuse to train again a training that completed
+    (its worker died holding the model) or whose earlier runs used up ``retries``."""
+    if _prepare_scheduler(worker, key):
+        raise TrainingResultLost(
+            f"Training {training_id} had completed, but the worker holding its model died; "
+            f"load it from its save_path ({save_path}) instead of the training's result."
+        )
+    _refuse_a_run_beyond_retries(worker, training_id, key, retries)
+
+
 class _ThreadLogForwarder(logging.Handler):
     """Sends the records of one thread (the training) to the scheduler's event log.
 
@@ -67,11 +100,17 @@ class _ThreadLogForwarder(logging.Handler):
     """
 
     def __init__(
-        self, worker: Any, training_id: str, key: str, thread: threading.Thread, keep: int
+        self,
+        worker: Any,
+        training_id: str,
+        key: str,
+        thread: threading.Thread,
+        keep: int,
+        rank: int | None = None,
     ):
         super().__init__(level=logging.INFO)
         self._worker, self._training_id, self._key = worker, training_id, key
-        self._thread, self._keep = thread, keep
+        self._thread, self._keep, self._rank = thread, keep, rank
         self._run = uuid.uuid4().hex[:12]
         self._seq = itertools.count()
 
@@ -80,16 +119,18 @@ class _ThreadLogForwarder(logging.Handler):
             return
         try:
             text = _readable(record)
+            tag = {} if self._rank is None else {"rank": self._rank}
             self._worker.log_event(
                 events.LOG_TOPIC,
-                {
+                tag
+                | {
                     "id": self._training_id,
                     "key": self._key,
                     "name": record.name,
                     "level": record.levelno,
                     "msg": text,
                     "worker": self._worker.address,
-                    "line": _line(record, text),
+                    "line": _line(record, text, self._rank),
                     "run": self._run,
                     "seq": next(self._seq),
                     "keep": self._keep,
@@ -99,10 +140,11 @@ class _ThreadLogForwarder(logging.Handler):
             self.handleError(record)
 
 
-def _line(record: logging.LogRecord, text: str) -> str:
-    """One log line as ``future.logs()`` returns it: time, level, logger, message."""
+def _line(record: logging.LogRecord, text: str, rank: int | None = None) -> str:
+    """One log line as ``future.logs()`` returns it: time, level, (rank,) logger, message."""
     moment = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-    return f"{moment},{int(record.msecs):03d} {record.levelname} {record.name}: {text}"
+    where = "" if rank is None else f"[rank {rank}] "
+    return f"{moment},{int(record.msecs):03d} {record.levelname} {where}{record.name}: {text}"
 
 
 def _readable(record: logging.LogRecord) -> str:
@@ -119,25 +161,8 @@ def _readable(record: logging.LogRecord) -> str:
     return record.getMessage()
 
 
-def _train_and_save(module_class: Any, args: tuple, kwargs: dict, save_path: str | None) -> Any:
-    model = module_class.train(*args, **kwargs)
-    if save_path is not None:
-        model.save(save_path)
-    return model
-
-
-def run_training(
-    training_id: str,
-    module_class: Any,
-    pickled_args: list[bytes],
-    pickled_kwargs: dict[str, bytes],
-    save_path: str | None,
-    log_lines: int = 1000,
-) -> ShippedModel:
-    """The Dask task: train (and save), reporting state, stoppable by ``cancel_on_worker``."""
-    module_class = resolve_module_class(module_class)
-    worker = get_worker()
-    key = worker.get_current_task()
+def state_emitter(worker: Any, training_id: str, key: str) -> Any:
+    """``emit(state, **extra)``: one state event of the training (key ``key``) from here."""
 
     def emit(state: str, **extra: Any) -> None:
         worker.log_event(
@@ -152,31 +177,90 @@ def run_training(
             | extra,
         )
 
-    finished_at = _prepare_scheduler(worker, key)
-    if finished_at:
-        raise TrainingResultLost(
-            f"Training {training_id} had completed, but the worker holding its model died; "
-            f"load it from its save_path ({save_path}) instead of the training's result."
-        )
-    args = tuple(cloudpickle.loads(blob) for blob in pickled_args)
-    kwargs = {name: cloudpickle.loads(blob) for name, blob in pickled_kwargs.items()}
-    thread = DestroyableThread(_train_and_save, module_class, args, kwargs, save_path)
-    thread.name = f"caikit-dask-training-{training_id}"
-    forwarder = _ThreadLogForwarder(worker, training_id, key, thread, log_lines)
+    return emit
+
+
+def forward_thread_logs(
+    worker: Any,
+    training_id: str,
+    key: str,
+    thread: threading.Thread,
+    keep: int,
+    rank: int | None = None,
+) -> logging.Handler:
+    """Start forwarding ``thread``'s log records (INFO and up) as the training's log lines;
+    remove the returned handler from the root logger to stop."""
+    forwarder = _ThreadLogForwarder(worker, training_id, key, thread, keep, rank)
     root = logging.getLogger()
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     root.addHandler(forwarder)
+    return forwarder
+
+
+def _train_and_save(module_class: Any, args: tuple, kwargs: dict, save_path: str | None) -> Any:
+    model = module_class.train(*args, **kwargs)
+    if save_path is not None:
+        model.save(save_path)
+    return model
+
+
+def run_training(
+    training_id: str,
+    module_class: Any,
+    pickled_args: list[bytes],
+    pickled_kwargs: dict[str, bytes],
+    save_path: str | None,
+    log_lines: int = 1000,
+    retries: int = 0,
+) -> ShippedModel:
+    """The Dask task: train (and save), reporting state, stoppable by ``cancel_on_worker``."""
+    module_class = resolve_module_class(module_class)
+    worker = get_worker()
+    key = worker.get_current_task()
+    emit = state_emitter(worker, training_id, key)
+    begin_run(worker, training_id, key, save_path, retries)
+    args = tuple(cloudpickle.loads(blob) for blob in pickled_args)
+    kwargs = {name: cloudpickle.loads(blob) for name, blob in pickled_kwargs.items()}
+    thread = DestroyableThread(_train_and_save, module_class, args, kwargs, save_path)
+    thread.name = f"caikit-dask-training-{training_id}"
+    forwarder = forward_thread_logs(worker, training_id, key, thread, log_lines)
+    with stoppable(training_id, thread):
+        return _run(thread, training_id, emit, worker, key, forwarder)
+
+
+@contextlib.contextmanager
+def stoppable(training_id: str, thread: DestroyableThread) -> Iterator[None]:
+    """While inside, ``cancel_on_worker(training_id)`` destroys ``thread`` (and, with its
+    ``wait``, returns once this has been left)."""
     ended = threading.Event()  # set once the run reported its end (``cancel_on_worker``)
     with _running_lock:
         _running[training_id] = thread
         _ended[training_id] = ended
     try:
-        return _run(thread, training_id, emit, worker, key, forwarder)
+        yield
     finally:
         with _running_lock:
+            if _running.get(training_id) is thread:
+                del _running[training_id]
             if _ended.get(training_id) is ended:
                 del _ended[training_id]
+        ended.set()
+
+
+@contextlib.contextmanager
+def driving(training_id: str, stop: Any) -> Iterator[None]:
+    """While inside, ``cancel_on_worker(training_id)`` calls ``stop()`` (awaiting it) and
+    (with its ``wait``) returns once this has been left: a gang training's driver."""
+    ended = threading.Event()
+    with _running_lock:
+        _drivers[training_id] = (stop, ended)
+    try:
+        yield
+    finally:
+        with _running_lock:
+            if _drivers.get(training_id, (None,))[0] is stop:
+                del _drivers[training_id]
         ended.set()
 
 
@@ -197,7 +281,7 @@ def _run(thread: Any, training_id: str, emit: Any, worker: Any, key: str, forwar
         emit(events.ERRORED, error=f"{type(err).__name__}: {err}")
         raise err
     emit(events.FINISHED)
-    _mark_finished(worker, key)
+    mark_finished(worker, key)
     return ShippedModel(thread.get_or_throw())
 
 
@@ -210,11 +294,16 @@ async def cancel_on_worker(training_id: str, wait: float = 0) -> bool:
     with _running_lock:
         thread = _running.get(training_id)
         ended = _ended.get(training_id)
-    if thread is None:
+        stop, driver_ended = _drivers.get(training_id, (None, None))
+    if thread is None and stop is None:
         return False
-    thread.destroy()
-    if wait and ended is not None:
-        await asyncio.to_thread(ended.wait, wait)
+    if thread is not None:
+        thread.destroy()
+    if stop is not None:
+        await stop()
+    for done in (ended, driver_ended):
+        if wait and done is not None:
+            await asyncio.to_thread(done.wait, wait)
     return True
 
 

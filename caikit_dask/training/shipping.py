@@ -19,11 +19,11 @@ def _from_archive(archive: bytes, library: str | None = None) -> ModuleBase:
     """Load a shipped model, importing its library first so its module is registered."""
     import importlib
 
-    import caikit.core
+    from ..local_backend import load_in_this_process
 
     if library:
         importlib.import_module(library)
-    return caikit.core.load(archive)
+    return load_in_this_process(archive)
 
 
 class ShippedModel:
@@ -62,3 +62,23 @@ class ShippedModel:
         if self._archive_loads_back:
             return _from_archive, (self.model.as_bytes(), library)
         return cloudpickle.loads, (cloudpickle.dumps(self.model),)
+
+
+class PickledModel:
+    """A trained model already pickled as a ``ShippedModel``, kept as bytes.
+
+    A rank of a training with ``world_size`` > 1 returns its model this way: the
+    driver passes it on without loading the model on its own worker; the caller
+    reads ``model``.
+    """
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+    @classmethod
+    def of(cls, model: ModuleBase) -> PickledModel:
+        return cls(cloudpickle.dumps(ShippedModel(model)))
+
+    @property
+    def model(self) -> ModuleBase:
+        return cloudpickle.loads(self.blob)

@@ -25,12 +25,14 @@ from . import events
 class TrainingState:
     """Times, worker and outcome of one training's task (``key``), updated under a lock."""
 
-    def __init__(self, key: str, retries: int = 0):
+    def __init__(self, key: str, retries: int = 0, world_size: int = 1):
         self.key = key
         self.retries = retries
+        self.world_size = world_size  # above 1, the task is the driver of that many ranks
         self.start_time: float | None = None
         self.completion_time: float | None = None
         self.worker: str | None = None
+        self.workers: list[str] = []  # one per rank (a gang's RUNNING event names them)
         self.worker_deaths = 0
         self.finished_once = False
         self.outcome: JobStatus | None = None  # decided by the caller, not the task
@@ -57,7 +59,10 @@ class TrainingState:
                 return
             if state == events.RUNNING:
                 self.start_time = msg.get("time")
-                self.worker = msg.get("worker")
+                # A gang's driver names its ranks' workers; "worker" is the sender's (the
+                # scheduler sets it on every worker's event).
+                self.workers = list(msg.get("workers") or [msg.get("worker")])
+                self.worker = self.workers[0]
             if state == events.FINISHED:
                 self.finished_once = True
             if state in (events.FINISHED, events.ERRORED, events.CANCELED):
@@ -72,8 +77,16 @@ class TrainingState:
                 self.finished_once = True
                 self.completion_time = self.completion_time or facts["finished_at"]
             if facts["task_state"] == "processing" and self.start_time is None:
-                self.start_time = time.time()  # its RUNNING event was evicted
-                self.worker = facts["processing_on"]
+                # Its RUNNING event was evicted. A gang's driver processes while it queues:
+                # the gang book says whether its ranks run.
+                gang = facts.get("gang")
+                if self.world_size == 1:
+                    self.start_time = time.time()
+                    self.worker = facts["processing_on"]
+                elif gang and gang["started"]:
+                    self.start_time = time.time()
+                    self.workers = list(gang["workers"])
+                    self.worker = self.workers[0]
 
     def worker_died(self) -> bool:
         """Count a worker lost while running this; True once that exceeds ``retries``."""

@@ -1,7 +1,8 @@
 """How a training reaches Dask, and how any client finds it again by id or lists them all.
 
 ``submit`` checks the call (``checks``), submits ``on_worker.run_training`` as
-one task, has the monitor follow it and publishes its record in the background
+one task (with ``world_size`` > 1, ``gang.driver.run_gang_training``, the driver
+of its ranks), has the monitor follow it and publishes its record in the background
 (``publisher``), so the training outlives the submitting client. ``reattach``
 reads that record and replays the training's state from the scheduler;
 ``list_all`` does that for every training at once, in one scheduler call.
@@ -15,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+import cloudpickle
 from caikit.core.data_model import JobStatus
 from caikit.core.exceptions.caikit_core_exception import (
     CaikitCoreException,
@@ -31,6 +33,8 @@ from ..metrics.trainings import training_started
 from ..resources import describe_missing, workers_offering
 from .checks import module_class_for_workers, pickle_arguments
 from .events import dataset_name
+from .gang import room
+from .gang.driver import run_gang_training
 from .handle import DaskTraining
 from .monitor import TrainingMonitor
 from .on_scheduler import read_all_trainings, read_training_facts, record_of
@@ -49,30 +53,59 @@ def submit(
     resource_timeout: float,
     max_payload_size: int | None = None,
     log_lines: int = 1000,
+    world_size: int = 1,
 ) -> DaskTraining:
-    """Check the call, submit the task, publish it; returns without waiting for it."""
+    """Check the call, submit the task, publish it; returns without waiting for it.
+
+    With ``world_size`` > 1 the task is the driver of that many ranks (``gang``).
+    """
     pickled_args, pickled_kwargs = pickle_arguments(args, kwargs, max_payload_size)
     shipped_class = module_class_for_workers(client, module_class)
     resources = options.get("resources") or {}
-    offered = worker_resources(client) if resources else {}
-    can_run_now = not resources or workers_offering(offered, resources)
+    if world_size > 1:
+        matching = room.matching_workers(client, resources)
+        can_run_now = matching >= world_size
+        missing = f"Training cannot start: {room.describe_missing(world_size, matching, resources)}"
+    else:
+        offered = worker_resources(client) if resources else {}
+        can_run_now = not resources or workers_offering(offered, resources)
+        missing = describe_missing(offered, resources) if not can_run_now else ""
     if not can_run_now and resource_timeout == 0:
-        error("<DSK30000010E>", DaskBackendError(describe_missing(offered, resources)))
+        error("<DSK30000010E>", DaskBackendError(missing))
     monitor = TrainingMonitor.for_client(client)  # subscribed before the task can start
     monitor.expect(training_id)
     submission_time = time.time()
-    future = client.submit(
-        run_training,
-        training_id,
-        shipped_class,
-        pickled_args,
-        pickled_kwargs,
-        save_path,
-        log_lines,
-        key=f"caikit-training-{training_id}-{uuid.uuid4().hex[:8]}",
-        pure=False,
-        **options,
-    )
+    key = f"caikit-training-{training_id}-{uuid.uuid4().hex[:8]}"
+    if world_size > 1:
+        future = client.submit(
+            run_gang_training,
+            training_id,
+            cloudpickle.dumps(shipped_class),
+            pickled_args,
+            pickled_kwargs,
+            save_path,
+            log_lines,
+            world_size,
+            {name: options[name] for name in ("resources", "priority") if name in options},
+            options.get("retries", 0),
+            key=key,
+            pure=False,
+            **{name: value for name, value in options.items() if name != "resources"},
+        )
+    else:
+        future = client.submit(
+            run_training,
+            training_id,
+            shipped_class,
+            pickled_args,
+            pickled_kwargs,
+            save_path,
+            log_lines,
+            options.get("retries", 0),
+            key=key,
+            pure=False,
+            **options,
+        )
     training = DaskTraining(
         client,
         training_id,
@@ -82,6 +115,7 @@ def submit(
         resources=resources,
         module_class=module_class,
         save_path=save_path,
+        world_size=world_size,
     )
     monitor.follow(training)
     training_started(training)
@@ -94,9 +128,12 @@ def submit(
             "resources": resources,
             "module": f"{module_class.__module__}.{module_class.__qualname__}",
             "save_path": save_path,
+            "world_size": world_size,
         },
     )
-    if not can_run_now:
+    if world_size > 1 and not can_run_now:
+        room.watch_room(training, world_size, resource_timeout)
+    elif not can_run_now:
         _fail_unless_resources_appear(training, resource_timeout)
     return training
 
@@ -156,6 +193,7 @@ def _from_record(client: Client, training_id: str, record: dict[str, Any]) -> Da
         retries=record.get("retries", 0),
         resources=record.get("resources"),
         save_path=record.get("save_path"),
+        world_size=record.get("world_size", 1),
     )
 
 

@@ -290,7 +290,7 @@ def test_network_policies_select_the_right_pods(manifests):
 
     def allowed(policy: dict, labels: dict, port: int) -> bool:
         for rule in policy["spec"]["ingress"]:
-            if not any(p["port"] == port for p in rule.get("ports", [])):
+            if not any(_opens(p, port) for p in rule.get("ports", [])):
                 continue
             for peer in rule["from"]:
                 if "namespaceSelector" in peer:
@@ -316,16 +316,32 @@ def test_network_policies_select_the_right_pods(manifests):
             assert all(peer["podSelector"].get("matchLabels") for peer in rule["from"])
 
     for worker in worker_pods:
-        worker_policy = next(
+        worker_policies = [
             p
             for p in policies.values()
             if _selects(p["spec"]["podSelector"]["matchLabels"], worker)
-        )
+        ]
+
+        def allowed_here(labels: dict, port: int, policies=worker_policies) -> bool:
+            return any(allowed(policy, labels, port) for policy in policies)  # additive
+
         container = worker["dask.org/workergroup-name"]
         for port in (8789, 8790):
-            assert allowed(worker_policy, scheduler_pod, port), container
-            assert allowed(worker_policy, runtime_pod, port), container
-            assert not allowed(worker_policy, {"app": "something-else"}, port), container
+            assert allowed_here(scheduler_pod, port), container
+            assert allowed_here(runtime_pod, port), container
+            assert not allowed_here({"app": "something-else"}, port), container
+        # torch.distributed ranks (gang trainings): the ephemeral range, worker to worker only.
+        for port in (32768, 45000, 60999):
+            for other in worker_pods:
+                assert allowed_here(other, port), (container, port)
+            assert not allowed_here(runtime_pod, port), container
+            assert not allowed_here(scheduler_pod, port), container
+        assert not allowed_here(worker_pods[0], 32767), container
+
+
+def _opens(rule_port: dict, port: int) -> bool:
+    """A NetworkPolicy port entry covers ``port`` (one port, or ``port``..``endPort``)."""
+    return rule_port["port"] <= port <= rule_port.get("endPort", rule_port["port"])
 
 
 def test_workers_listen_on_the_ports_the_policy_opens(manifests):
