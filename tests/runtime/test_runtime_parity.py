@@ -31,6 +31,9 @@ PREDICT = f"{SERVICE}/ExampleTextClassificationTaskPredict"
 STREAM = f"{SERVICE}/ServerStreamingExampleTextClassificationTaskPredict"
 ECHO = f"{SERVICE}/EchoTaskPredict"
 CALL_TIMEOUT = 60
+# caikit's table as it ships, copied at collection: a DASK initializer built with
+# max_queued_calls in this process (another test) makes RESOURCE_EXHAUSTED answer 503 in it.
+CAIKIT_HTTP_STATUS = dict(STATUS_CODE_TO_HTTP)
 
 # What caikit.runtime answers for each exception of parity_testlib.Raiser, with LOCAL:
 # a CaikitCoreException's status, a grpc.RpcError's code, INTERNAL for any other.
@@ -88,7 +91,7 @@ def test_a_models_exception_answers_as_with_local(runtime, kind):
     assert streamed.value.code() is code, streamed.value.details()
     assert time.monotonic() - started < CALL_TIMEOUT / 4  # at once, not after call_timeout
     response = runtime.http_predict("example-text-classification", "raiser", kind)
-    assert response.status_code == STATUS_CODE_TO_HTTP.get(code, 500), response.text  # caikit's
+    assert response.status_code == CAIKIT_HTTP_STATUS.get(code, 500), response.text  # caikit's
 
 
 def test_a_caikit_errors_message_reaches_the_client(runtime):
