@@ -90,7 +90,7 @@ def test_actor_execute_runs_a_method_and_names_a_missing_actor(local_cluster, di
 
 
 def test_a_cluster_keeps_its_running_adaptive():
-    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=0, processes=False, dashboard_address="127.0.0.1:0") as cluster:
         assert internals.running_adaptive(cluster) is None
         adaptive = cluster.adapt(minimum=0, maximum=2)
         assert internals.running_adaptive(cluster) is adaptive, changed("Cluster._adaptive")
@@ -112,7 +112,9 @@ def test_a_client_can_desire_keys_it_bound(client, observer):
 
 
 def test_a_half_built_clients_loop_runner_stops():
-    client = Client(processes=False, n_workers=0, dashboard_address=None, set_as_default=False)
+    client = Client(
+        processes=False, n_workers=0, dashboard_address="127.0.0.1:0", set_as_default=False
+    )
     assert hasattr(client, "_loop_runner"), changed("Client._loop_runner")
     client.close()
     internals.stop_loop_runner(client)
@@ -173,7 +175,7 @@ def test_the_scheduler_keeps_topic_events_in_a_deque(client):
 
 def test_a_wrapped_scheduler_method_answers_remote_callers_too():
     with (
-        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster,
         Client(cluster, set_as_default=False) as client,
     ):
         scheduler = cluster.scheduler
@@ -326,7 +328,7 @@ def test_a_worker_process_is_told_apart_from_a_caller(client):
     assert not internals.in_worker_process(), changed("Worker._instances (this process has none)")
     answers = client.run(internals.in_worker_process)
     assert answers and all(answers.values()), changed("Worker._instances (on a worker)")
-    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster:
         assert cluster.workers and not internals.in_worker_process(), changed(
             "Scheduler._instances (an in-process cluster's caller holds its scheduler)"
         )

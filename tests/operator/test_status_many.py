@@ -44,7 +44,7 @@ def test_status_lists_a_thousand_models():
             processes=False,
             protocol="tcp",
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             memory_limit="64GB",
         ) as cluster,
         Client(cluster, set_as_default=False) as client,

@@ -34,7 +34,7 @@ def three_workers():
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             resources={"GPU": 1},
         )
     with Client(cluster.scheduler_address, set_as_default=False) as observer:

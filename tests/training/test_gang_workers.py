@@ -126,7 +126,7 @@ def test_an_adaptive_cluster_is_asked_for_the_workers_a_gang_lacks(monkeypatch):
         processes=True,
         resources={"GPU": 1},
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
     )
     cluster.adapt(minimum=1, maximum=3, interval="100ms", wait_count=20)
     try:

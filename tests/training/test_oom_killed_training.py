@@ -33,7 +33,7 @@ def cluster(local_cluster):  # local_cluster: the workers' PYTHONPATH is set; on
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
     ) as cluster:
         yield cluster
 
