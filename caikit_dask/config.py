@@ -442,6 +442,7 @@ class BackendConfig:
     replicas: int = setting(_count(1), 1, (INITIALIZER,))
     call_timeout: float = setting(_duration, "60s", (INITIALIZER,))
     health_check_period: float = setting(_duration, "2s", (INITIALIZER,))
+    health_check_timeout: float = setting(_duration, "10s", (INITIALIZER,))
     max_queued_calls: int | None = setting(_limit, None, (INITIALIZER,))
     max_payload_size: int | None = setting(parse_size)
     memory_fraction: float = setting(_fraction, 0.8, (INITIALIZER,))

@@ -109,7 +109,14 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
         try:
             source = spec.source.for_worker(client, worker)
             future, actor = start_actor(
-                client, source, worker, key, spec.resources, spec.call_timeout, spec.library
+                client,
+                source,
+                worker,
+                key,
+                spec.resources,
+                spec.call_timeout,
+                spec.library,
+                silent_within=spec.health_check_timeout,
             )
             replica.started(client, future, actor)
             replica.size = _measured(replica, spec.call_timeout)
@@ -117,7 +124,7 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
             return
         except WorkerLostDuringLoad as err:
             log.warning("<DSK50000014W>", "%s; loading on another worker", err)
-            replica_set.leave_routing(replica, LeaveReason.DEAD)  # never placed there again
+            replica_set.leave_routing(replica, LeaveReason.DEAD)  # not placed there again
             release_placements(client, [(worker, key)])
             try:
                 [(worker, key)] = book_for(replica_set, 1, leaving=tried, client=client).or_raise()
