@@ -28,6 +28,7 @@ from ..replicas.replica import Replica
 from ..replicas.replica_set import ReplicaSet
 from ..wire.liveness import actor_ping, liveness
 from ..wire.protocol import PING
+from . import memory_pressure
 from .exiting import exiting
 from .releasing import close
 from .repairs import replace, replace_silent, start_repair, woken
@@ -109,6 +110,9 @@ class HealthChecker:
                 workers = _workers_of(connection)
                 if workers is not None:
                     _push_last_calls(connection)
+                    client = connection.open_client
+                    if client is not None:
+                        memory_pressure.relieve(client)
                 for replica_set in replica_sets:
                     if workers is not None and not replica_set.closed:
                         check(replica_set, workers)
