@@ -123,10 +123,8 @@ class ChaosCluster:
 
     def worker_pids(self) -> dict[str, int]:
         """Worker address -> the worker process's pid (not its nanny's)."""
-        try:
-            return self.client.run(os.getpid, wait=True, on_error="return")
-        except Exception:  # noqa: BLE001 - the scheduler may be away
-            return {}
+        pids = _bounded(lambda: self.client.run(os.getpid, on_error="return"), 20)
+        return {a: p for a, p in (pids or {}).items() if isinstance(p, int)}
 
     def restart_scheduler(self) -> None:
         """kill -9 the scheduler, start a new one on the same address and new workers."""
@@ -155,6 +153,23 @@ def _kill_group(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait(10)
+
+
+def _bounded(work, seconds: float) -> Any:
+    """``work()``'s result, or None if it raised or did not return within ``seconds`` (a
+    fault must not stop the faults that follow)."""
+    result: list = [None]
+
+    def run() -> None:
+        try:
+            result[0] = work()
+        except Exception as err:  # noqa: BLE001 - None: the caller says what failed
+            print(f"chaos: {err!r}", file=sys.stderr)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return result[0]
 
 
 def _listening(port: int) -> bool:
@@ -304,7 +319,9 @@ class Run:
                 finally:
                     os.kill(pids[victim], signal.SIGCONT)
             elif kind == "retire":
-                self.cluster.client.retire_workers([victim], close_workers=True)
+                retire = self.cluster.client.retire_workers
+                if _bounded(lambda: retire([victim], close_workers=True) or True, 90) is None:
+                    self.faults["retire (no answer within 90 s)"] += 1
             else:
                 self.cluster.add_worker()
         except Exception as err:  # noqa: BLE001 - the fault itself failed: say so

@@ -37,16 +37,19 @@ class Sampler:
 
     def _run(self):
         while not self._stop.wait(0.2):
-            try:
-                workers = self._sample()
-            except Exception as err:  # noqa: BLE001 - the cluster is closing at the end
-                self.errors.append(err)
-                continue
-            self.samples += 1
-            for address, (fraction, status) in workers.items():
-                self.peak = max(self.peak, fraction)
-                self.statuses.add(status)
-                self.addresses.add(address)
+            self.take()
+
+    def take(self):
+        try:
+            workers = self._sample()
+        except Exception as err:  # noqa: BLE001 - the cluster is closing at the end
+            self.errors.append(err)
+            return
+        self.samples += 1
+        for address, (fraction, status) in workers.items():
+            self.peak = max(self.peak, fraction)
+            self.statuses.add(status)
+            self.addresses.add(address)
 
     def _sample(self):
         return self.client.run_on_scheduler(
@@ -59,6 +62,7 @@ class Sampler:
     def stop(self):
         self._stop.set()
         self._thread.join(5)
+        self.take()  # the state the test ended in (a short test gets few samples)
         pause = dask.config.get("distributed.worker.memory.pause")
         print(
             f"\nlargest worker process memory: {self.peak:.2f} of its memory limit "
@@ -75,7 +79,7 @@ def cluster(process_cluster):
     for name in ("a", "b"):
         process_cluster.add_worker(name, memory_limit="1GB", nanny=True)
     process_cluster.client.run(warm_up)
-    sampler = Sampler(process_cluster.client)
+    sampler = process_cluster.sampler = Sampler(process_cluster.client)
     yield process_cluster
     sampler.stop()
 
@@ -115,6 +119,8 @@ def test_default_config_without_eviction_fails_at_once_naming_memory(cluster, tm
     print(f"\n{len(loaded)} models of 300 MB fit; the next failed at once: {failure}")
     assert len(loaded) >= 2
     assert all(m.run("hi").label for m in loaded)
+    sampler = cluster.sampler
+    poll(lambda: sampler.take() or sampler.peak > 0.3, 10, what="the models in a heartbeat")
     for model in loaded:
         model.close()
 

@@ -228,7 +228,8 @@ def relieve(*, dask_scheduler: Any) -> dict[str, Any]:
     """Workers whose process memory grew past their ceiling (models that cache): evict
     their least recently used evictable models (``eviction: lru``) before Dask pauses
     them, announced as any eviction; those with nothing to evict are reported (placement
-    already stops there: they have no room). One step per worker per heartbeat.
+    already stops there: they have no room). One step per worker, once what was loaded,
+    evicted or released there shows in its heartbeats.
 
     Returns ``{"evicted": [[worker, key], ...], "over": {worker: [process, ceiling]}}``.
     """
@@ -249,7 +250,6 @@ def relieve(*, dask_scheduler: Any) -> dict[str, Any]:
         if excess <= 0:
             relieved.pop(address, None)
             continue
-        over[address] = [view.process, top]
         settled = view.seen - FREED_AFTER
         if (
             relieved.get(address, 0) > settled
@@ -262,6 +262,8 @@ def relieve(*, dask_scheduler: Any) -> dict[str, Any]:
             for key, booking in held.items()
             if booking.get("evictable") and booking.get("loaded")
         )
+        if not victims:
+            over[address] = [view.process, top]
         names = []
         for _, key in victims:
             if excess <= 0:

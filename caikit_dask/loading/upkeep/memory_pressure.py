@@ -41,7 +41,7 @@ def relieve(client: Any) -> None:
             "<DSK50000033W>",
             "Worker %s holds %s of process memory, above the %s that memory_fraction lets "
             "models fill (Dask pauses it at distributed.worker.memory.pause); no more models "
-            "are placed there, and none of its models can be evicted (eviction: lru)",
+            "are placed there, and it holds none that eviction: lru lets it evict",
             worker,
             format_bytes(process),
             format_bytes(ceiling),

@@ -62,6 +62,26 @@ def book_for(
     return book_on_new_workers(client, spec.module_id, book)
 
 
+def book_or_wait(replica_set: ReplicaSet, count: int, within: float) -> Booking:
+    """``book_for``; with ``eviction: lru``, a model that does not fit tries again for up
+    to ``within`` seconds: the room may be held by other models' loads in progress (not
+    evictable until loaded) or by evicted models the workers are still freeing."""
+    deadline = time.monotonic() + within
+    while True:
+        booking = book_for(replica_set, count)
+        if (
+            booking.placed
+            or not replica_set.spec.memory.evict
+            or "memory" not in str(booking.reason)
+            or time.monotonic() > deadline
+            or replica_set.wait_closed(_BOOK_AGAIN)
+        ):
+            return booking
+
+
+_BOOK_AGAIN = 0.25  # seconds between tries of ``book_or_wait``
+
+
 def place(replica_set: ReplicaSet, booked: list[tuple[str, str]], reason: str) -> None:
     """Start an actor on each booked (worker, key), in parallel; raise the first failure.
 
