@@ -75,7 +75,7 @@ def check(replica_set: ReplicaSet, workers: Any) -> None:
             silent = liveness.silence(client, replica.worker, ping)
             if silent > replica_set.spec.health_check_timeout:
                 replace_silent(replica_set, replica, silent)
-    for worker in woken(replica_set, workers):
+    for worker in woken(replica_set, workers, client):
         replica_set.regain(worker)
     if len(replica_set.routed()) < replica_set.wanted:
         start_repair(replica_set)

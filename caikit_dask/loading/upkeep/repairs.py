@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Collection
+from typing import Any
 
 from ...errors import log
 from ...formatting import seconds
@@ -27,7 +28,7 @@ from .releasing import close, release
 
 _lock = threading.Lock()
 _repairing: weakref.WeakSet[ReplicaSet] = weakref.WeakSet()  # sets with a repair running
-# Per set, the workers whose replicas were replaced for not answering, and when.
+# Per set, the workers whose replicas were replaced as dead, and when.
 _silenced: weakref.WeakKeyDictionary[ReplicaSet, dict[str, float]] = weakref.WeakKeyDictionary()
 
 
@@ -38,6 +39,8 @@ def replace(
     the background."""
     if not replica_set.leave_routing(replica, reason):
         return
+    with _lock:  # lost for now: placeable again once it answers (see ``woken``)
+        _silenced.setdefault(replica_set, {})[replica.worker] = time.monotonic()
     release(replica_set, [replica])
     start_repair(replica_set)
 
@@ -59,13 +62,17 @@ def replace_silent(replica_set: ReplicaSet, replica: Replica, silent: float) -> 
         seconds(round(silent, 1)),
         seconds(replica_set.spec.health_check_timeout),
     )
-    with _lock:
-        _silenced.setdefault(replica_set, {})[replica.worker] = time.monotonic()
     replace(replica_set, replica, LeaveReason.UNRESPONSIVE)
 
 
-def woken(replica_set: ReplicaSet, workers: Collection[str]) -> list[str]:
-    """Workers found silent that answer again (they were frozen): placeable from now on."""
+def woken(replica_set: ReplicaSet, workers: Collection[str], client: Any) -> list[str]:
+    """Workers the set lost that the scheduler still lists and that answer a ping since
+    (they were frozen, or a call to them failed): placeable from now on."""
+    with _lock:
+        silenced = dict(_silenced.get(replica_set) or {})
+    for worker in silenced:
+        if worker in workers and client is not None:
+            liveness.silence(client, worker)  # one ping in flight: answered once it wakes
     with _lock:
         silenced = _silenced.get(replica_set) or {}
         back = [w for w, t in silenced.items() if w in workers and liveness.heard_since(w, t)]

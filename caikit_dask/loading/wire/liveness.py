@@ -28,7 +28,7 @@ class Liveness:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[float, Future]] = {}  # worker -> (sent at, ping)
-        self._heard: dict[str, float] = {}  # worker -> when its last ping was answered
+        self._heard: dict[str, float] = {}  # worker -> when its last answered ping was sent
 
     def silence(self, client: Any, worker: str, ping: Ping | None = None) -> float:
         """Seconds the worker's ping in flight has gone unanswered (0: none in flight).
@@ -43,7 +43,7 @@ class Liveness:
             pending = self._pending.get(worker)
             if pending is not None and pending[1].done():
                 del self._pending[worker]
-                self._heard[worker] = now
+                self._heard[worker] = pending[0]
                 pending = None
             if pending is not None:
                 return now - pending[0]
@@ -58,10 +58,10 @@ class Liveness:
             return 0.0
 
     def heard_since(self, worker: str, since: float) -> bool:
-        """Whether ``worker`` answered a ping after ``since`` (``time.monotonic()``)."""
+        """Whether ``worker`` answered a ping sent after ``since`` (``time.monotonic()``)."""
         with self._lock:
             pending = self._pending.get(worker)
-            if pending is not None and pending[1].done():
+            if pending is not None and pending[1].done() and pending[0] > since:
                 return True
             return self._heard.get(worker, float("-inf")) > since
 
