@@ -3,10 +3,11 @@
 Its own ``LocalCluster`` (2 workers with a ``memory_limit``) and models of
 ``plan.pressure_model_mb`` whose weights are really resident (``BenchMemory``),
 three times as many as the workers' model memory (``memory_limit x
-memory_fraction``) holds, loaded ``lazy``. Measured in the same run: one
-resident model (calls/s, call latency), then calls/s when 80% of calls go to
-20% of the models (skewed) and when every model is as likely (uniform), and the
-latency of a call whose model was evicted (it reloads, evicting another).
+pressure_fraction`` each, above the workers' own memory: ``memory_fraction`` is set
+from the workers' measured memory, see ``_memory_fraction``) holds, loaded ``lazy``.
+Measured in the same run: one resident model (calls/s, call latency), then calls/s
+when 80% of calls go to 20% of the models (skewed) and when every model is as likely
+(uniform), and the latency of a call whose model was evicted (it reloads, evicting another).
 """
 
 from __future__ import annotations
@@ -77,10 +78,11 @@ class MemoryPressureBenchmark(Benchmark):
         from caikit_dask import DaskModelInitializer
 
         plan, threads, duration = self.plan, self.plan.pressure_threads, self.plan.many_duration
+        fraction = _memory_fraction(client, self.capacity / WORKERS)
         initializer = DaskModelInitializer(
             {
                 "connection": {"address": address},
-                "memory_fraction": plan.pressure_fraction,
+                "memory_fraction": fraction,
                 "eviction": "lru",
                 "lazy": True,
                 "call_timeout": "120s",
@@ -121,7 +123,7 @@ class MemoryPressureBenchmark(Benchmark):
             "models": len(proxies),
             "model_mb": plan.pressure_model_mb,
             "memory_limit": plan.pressure_memory_limit,
-            "memory_fraction": plan.pressure_fraction,
+            "memory_fraction": round(fraction, 3),
             "pressure": len(proxies) * self.model_bytes / self.capacity,
             "hot_models": hot_count,
             "resident_models": sum(len(booked) for booked in bookings.values()),
@@ -140,6 +142,32 @@ class MemoryPressureBenchmark(Benchmark):
             "reload_p99_ms": percentile(reloads, 99) * 1e3,
             "failed_calls": len(failures),
         }
+
+
+def _memory_fraction(client: Any, model_memory: float) -> float:
+    """The ``memory_fraction`` that leaves each worker ``model_memory`` for models: it is a
+    fraction of Dask's pause threshold that the worker's whole process memory (its own
+    included, measured here after importing the models' library) may reach."""
+    import time
+
+    import dask
+
+    def measured(dask_scheduler: Any) -> list:
+        return [
+            (w.memory.process, w.last_seen, w.memory_limit) for w in dask_scheduler.workers.values()
+        ]
+
+    after = time.time() + 0.5
+    deadline = time.monotonic() + 30
+    while True:
+        workers = client.run_on_scheduler(measured)
+        if all(seen > after for _, seen, _ in workers) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    own = max(process for process, _, _ in workers)
+    limit = min(limit for _, _, limit in workers)
+    pause = float(dask.config.get("distributed.worker.memory.pause") or 1.0)
+    return min(1.0, (own + model_memory) / (pause * limit))
 
 
 def _timed(proxy: Any) -> float:

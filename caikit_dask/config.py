@@ -260,6 +260,13 @@ def _duration(path: str, value: Any) -> float | None:
     return parse_duration(path, value, None)
 
 
+def _positive_duration(path: str, value: Any) -> float | None:
+    seconds = parse_duration(path, value, None)
+    if seconds == 0:
+        _fail(path, f"{value!r} is zero", "Use a duration above zero, e.g. 10s.")
+    return seconds
+
+
 def _address(path: str, value: Any) -> str | None:
     return None if value is None else validate_address(path, value)
 
@@ -442,6 +449,7 @@ class BackendConfig:
     replicas: int = setting(_count(1), 1, (INITIALIZER,))
     call_timeout: float = setting(_duration, "60s", (INITIALIZER,))
     health_check_period: float = setting(_duration, "2s", (INITIALIZER,))
+    health_check_timeout: float = setting(_positive_duration, "10s", (INITIALIZER,))
     max_queued_calls: int | None = setting(_limit, None, (INITIALIZER,))
     max_payload_size: int | None = setting(parse_size)
     memory_fraction: float = setting(_fraction, 0.8, (INITIALIZER,))

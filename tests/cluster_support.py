@@ -106,6 +106,28 @@ def calls_until(model, stop: threading.Event, labels: list, text: str):
     return call_until_stopped
 
 
+def booked_keys(client: Client) -> dict[str, set[str]]:
+    """The actor keys the scheduler's books hold per worker (placements and memory)."""
+    from caikit_dask.loading.scheduler.books import MEMORY, PLACEMENTS
+
+    booked: dict[str, set[str]] = {}
+    for book in (PLACEMENTS, MEMORY):
+        for worker, keys in (client.get_metadata([book], None) or {}).items():
+            booked.setdefault(worker, set()).update(keys)
+    return booked
+
+
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """SIGSTOP a process, and SIGCONT it on the way out whatever happens."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
 def actor_keys_on_workers(client: Client) -> set[str]:
     """Keys of every actor instance the workers hold right now."""
     keys = client.run(lambda dask_worker: [str(key) for key in dask_worker.state.actors])
@@ -183,7 +205,10 @@ class ProcessCluster:
         resources: str | None = None,
         prefix: list[str] | None = None,
         memory_limit: str | None = None,
+        nanny: bool = False,
     ):
+        """``nanny``: a nanny process restarts the worker when it dies (as in production);
+        ``worker_pid`` is then the worker's own process."""
         args = [
             sys.executable,
             "-m",
@@ -193,7 +218,7 @@ class ProcessCluster:
             "127.0.0.1",
             "--nthreads",
             "2",
-            "--no-nanny",
+            "--nanny" if nanny else "--no-nanny",
             "--no-dashboard",
             "--name",
             name,
@@ -226,6 +251,11 @@ class ProcessCluster:
         process = self.workers.pop(name)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
+
+    def worker_pid(self, name: str) -> int:
+        """The pid of the worker process itself (not its nanny)."""
+        address = self.worker_address(name)
+        return self.client.run(os.getpid, workers=[address])[address]
 
     def worker_name_at(self, address: str) -> str:
         return {a: n for n, a in self.worker_names().items()}[address]

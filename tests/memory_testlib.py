@@ -31,6 +31,7 @@ class MemoryModule(ModuleBase):
     def __init__(self, weights: bytes = b""):
         super().__init__()
         self.weights = weights
+        self.cache: list[bytes] = []  # grown by "grow:<MB>" calls: memory after the load
 
     def save(self, model_path: str, **kwargs) -> None:
         with ModuleSaver(self, model_path=model_path) as saver:
@@ -53,6 +54,8 @@ class MemoryModule(ModuleBase):
     def run(self, text: str) -> ClassificationResult:
         if text.startswith("sleep:"):
             time.sleep(float(text[len("sleep:") :]))
+        if text.startswith("grow:"):
+            self.cache.append(b"\x01" * int(float(text[len("grow:") :]) * MB))
         return ClassificationResult(label=str(os.getpid()), score=float(len(self.weights)))
 
 
@@ -74,3 +77,37 @@ def save_memory_model(
         with open(os.path.join(path, "weights.bin"), "wb") as weights:
             weights.write(b"\x01" * int(megabytes * MB))
     return path
+
+
+def warm_up() -> None:
+    """On a worker: import what the first load imports, before its memory is measured."""
+    import caikit_dask.loading.actor.model_actor  # noqa: F401
+
+
+def memory_fraction_for(client, models: float, megabytes: float) -> float:
+    """The ``memory_fraction`` that leaves room for ``models`` of ``megabytes`` on each
+    worker above its own measured memory (the ceiling is that fraction of Dask's pause
+    threshold, for the whole process: see ``scheduler.plan``)."""
+    import dask
+
+    client.run(warm_up)
+    after = time.time() + 0.5
+    deadline = time.monotonic() + 30
+    while True:
+        workers = client.run_on_scheduler(
+            lambda dask_scheduler: [
+                (w.memory.process, w.last_seen, w.memory_limit)
+                for w in dask_scheduler.workers.values()
+            ]
+        )
+        if all(seen > after for _, seen, _ in workers):
+            break
+        assert time.monotonic() < deadline, "no heartbeat from the workers"
+        time.sleep(0.1)
+    own = max(process for process, _, _ in workers)
+    limit = min(limit for _, _, limit in workers)
+    fraction = (own + models * megabytes * MB) / (
+        dask.config.get("distributed.worker.memory.pause") * limit
+    )
+    assert fraction < 1, "the workers' own memory leaves no room"
+    return fraction

@@ -39,6 +39,8 @@ BAD_CONFIGS = [
     ({"replicas": 0}, "replicas"),
     ({"log_lines": 0}, "log_lines: 0 is less than 1"),
     ({"max_queued_calls": -1}, "max_queued_calls: -1 is negative"),
+    ({"health_check_timeout": 0}, "health_check_timeout: 0 is zero"),
+    ({"health_check_timeout": "soon"}, "health_check_timeout: 'soon' is not a duration"),
     ({"max_queued_calls": "10"}, "max_queued_calls: expected int"),
     ({"call_timeout": "-5s"}, "call_timeout"),
     ({"module_resources": {"m": {"GPU": "x"}}}, "module_resources.m.GPU"),

@@ -105,6 +105,7 @@ def _replica_set(
         resources=dict(resources),
         call_timeout=settings.call_timeout,
         health_check_period=settings.health_check_period,
+        health_check_timeout=settings.health_check_timeout,
         max_payload_size=settings.max_payload_size,
         max_queued_calls=settings.max_queued_calls,
         memory=MemoryPolicy.from_settings(settings),

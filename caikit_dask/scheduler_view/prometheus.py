@@ -41,7 +41,8 @@ def _collector_class() -> Any:
             )
             limit = GaugeMetricFamily(
                 "caikit_dask_worker_model_memory_bytes",
-                "Worker memory models may take: memory_limit x memory_fraction.",
+                "Ceiling placement fills a worker's process memory to: "
+                "memory_fraction x pause threshold x memory_limit.",
                 labels=("worker",),
             )
             replicas = GaugeMetricFamily(

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from ..dask_internals import published_datasets
+from ..loading.scheduler.booking import pause_fraction
 from ..loading.scheduler.books import EVICTED, MEMORY, PLACEMENTS
 from ..training.events import (
     CANCELED,
@@ -102,11 +103,13 @@ def _workers(dask_scheduler: Any) -> list[dict[str, Any]]:
     memory_book = metadata.get(MEMORY) or {}
     placements = metadata.get(PLACEMENTS) or {}
     listed = []
+    pause = pause_fraction()
     for address, ws in sorted(dask_scheduler.workers.items()):
         bookings = memory_book.get(address) or {}
         limit = int(getattr(ws, "memory_limit", 0) or 0)
         fractions = [b.get("fraction", 0.8) for b in bookings.values()]
-        model_memory = int(limit * max(fractions or [0.8])) if limit else None
+        # The ceiling placement fills the worker's process memory to (``plan.ceiling``).
+        model_memory = int(limit * pause * max(fractions or [0.8])) if limit else None
         booked = sum(int(b.get("bytes") or 0) for b in bookings.values())
         taken: dict[str, float] = {}
         for resources in (placements.get(address) or {}).values():

@@ -6,7 +6,11 @@ task metadata), so each rule is checked in isolation. The real scheduler is used
 ``test_memory``.
 """
 
+import time
 import types
+
+import dask
+import pytest
 
 from caikit_dask.loading.scheduler import booking
 from caikit_dask.loading.scheduler.books import MEMORY
@@ -29,6 +33,14 @@ class Scheduler:
 
     def log_event(self, topic, message):
         self.events.append((topic, message))
+
+
+@pytest.fixture(autouse=True)
+def _no_pause_threshold():
+    """Most rules here read plainly as fractions of ``memory_limit``: no pause threshold."""
+    off = {"distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": False}
+    with dask.config.set(off):
+        yield
 
 
 def need(model, size, evict=False, stamps=None):
@@ -118,3 +130,50 @@ def test_release_frees_the_memory():
     [[worker, key]] = load(scheduler, "m", 200 * MB)["placed"]
     booking.release([[worker, key]], dask_scheduler=scheduler)
     assert load(scheduler, "n", 200 * MB)["placed"]
+
+
+def _measured(scheduler, name, process, seen=None):
+    """The worker's last heartbeat: its process memory, at ``seen`` (default: now)."""
+    worker = scheduler.workers[name]
+    worker.memory = types.SimpleNamespace(process=process)
+    worker.last_seen = time.time() if seen is None else seen
+
+
+def test_room_counts_what_the_worker_process_really_holds():
+    scheduler = Scheduler(a=(1000 * MB, "running"))
+    _measured(scheduler, "a", 300 * MB)  # its own memory, before any model
+    # 0.5 x 1000 MB less the 300 MB the process holds: a 250 MB model does not fit
+    assert "placed" not in load(scheduler, "big", 250 * MB)
+    assert load(scheduler, "m1", 150 * MB, measured=150 * MB)["placed"]
+    # Loaded since the last heartbeat: counted as booked, on top of the 300 MB measured
+    assert "placed" not in load(scheduler, "m2", 100 * MB)
+    # A heartbeat measures the model, and what it allocated after loading (+100 MB)
+    _measured(scheduler, "a", 550 * MB, seen=time.time() + 2)
+    assert "placed" not in load(scheduler, "m3", 1 * MB)
+
+
+def test_the_default_ceiling_is_a_fraction_of_the_pause_threshold():
+    with dask.config.set({"distributed.worker.memory.pause": 0.8}):
+        scheduler = Scheduler(a=(1000 * MB, "running"))
+        _measured(scheduler, "a", 0)
+        assert "placed" not in load(scheduler, "m1", 401 * MB)  # 0.5 x 0.8 x 1000 MB
+        assert load(scheduler, "m1", 400 * MB)["placed"]
+
+
+def test_a_worker_grown_past_its_ceiling_evicts_lru_models_or_is_reported():
+    scheduler = Scheduler(a=(1000 * MB, "running"), b=(1000 * MB, "running"))
+    load(scheduler, "old", 100 * MB, evict=True, measured=100 * MB)
+    load(scheduler, "new", 100 * MB, evict=True, measured=100 * MB, keys=("k",))
+    later = time.time() + 5
+    for name in scheduler.workers:
+        _measured(scheduler, name, 600 * MB, seen=later)  # grew past 500 MB
+    outcome = booking.relieve(dask_scheduler=scheduler)
+    assert [key for _, key in outcome["evicted"]]  # the least recently used go first
+    assert outcome["over"] == {}  # relieved, not reported
+    assert scheduler.events[-1][0] == "caikit-dask-evictions"
+    # Without evictable models the worker is only reported.
+    scheduler = Scheduler(a=(1000 * MB, "running"))
+    load(scheduler, "kept", 100 * MB, measured=100 * MB)
+    _measured(scheduler, "a", 600 * MB, seen=later)
+    outcome = booking.relieve(dask_scheduler=scheduler)
+    assert outcome == {"evicted": [], "over": {"a": [600 * MB, 500 * MB]}}

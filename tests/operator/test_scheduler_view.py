@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 
+import dask
 import pytest
 import requests
 from caikit.core.modules import ModuleConfig
 from cluster_support import poll, unpickled_without_caikit_dask, worker_env
 from distributed import Client, LocalCluster
-from memory_testlib import save_memory_model
+from memory_testlib import memory_fraction_for, save_memory_model
 from metrics_support import scrape, value
 from operator_support import cli_json
 
@@ -59,7 +60,7 @@ def test_the_schedulers_metrics_show_workers_models_and_trainings(local_cluster,
         memory_limit = workers[address]["memory_limit"]
         assert value(
             samples, "caikit_dask_worker_model_memory_bytes", worker=address
-        ) == pytest.approx(memory_limit * 0.8)
+        ) == pytest.approx(memory_limit * 0.8 * dask.config.get("distributed.worker.memory.pause"))
     for name in served:
         assert value(samples, "caikit_dask_cluster_model_replicas", model=name, state="loaded") == 2
     assert ("caikit_dask_cluster_trainings", (("status", "QUEUED"),)) in samples
@@ -148,8 +149,15 @@ def test_moves_and_evictions_are_shown_and_counted(small_cluster, tmp_path, trai
         == 1
     )
 
+    with Client(small_cluster.scheduler_address, set_as_default=False) as admin:
+        fraction = memory_fraction_for(admin, 2.5, 100)  # room for two per worker
     lru = DaskModelInitializer(
-        {"connection": connection, "memory_fraction": 0.5, "eviction": "lru"}, "evicting"
+        {
+            "connection": connection,
+            "memory_fraction": fraction,
+            "eviction": "lru",
+        },
+        "evicting",
     )
     paths = [save_memory_model(str(tmp_path / f"weights-{i}"), 100) for i in range(5)]
     models = [lru.init(ModuleConfig.load(path)) for path in paths[:4]]  # 2 workers x 2 fill them

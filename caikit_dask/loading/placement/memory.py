@@ -19,7 +19,13 @@ from ...config import BackendConfig
 
 @dataclass(frozen=True)
 class MemoryPolicy:
-    """How much of a worker's memory models may take, and whether to evict for room."""
+    """How far models may fill a worker, and whether to evict for room.
+
+    ``fraction``: of the worker's Dask pause threshold (``distributed.worker.memory.pause``
+    x ``memory_limit``), the process memory placement fills the worker to, counting its
+    measured process memory (its own, its models', what they allocated after loading),
+    see ``scheduler.plan.free``.
+    """
 
     fraction: float = 0.8
     evict: bool = False
@@ -89,6 +95,7 @@ def describe_no_room(outcome: dict[str, Any], policy: MemoryPolicy) -> str:
         fixes += " (the models there that could be evicted would not free enough)"
     return (
         f"not enough worker memory for the model's {format_bytes(outcome.get('bytes', 0))} "
-        f"(free model memory at memory_fraction={policy.fraction}: {workers or 'no workers'}); "
+        f"(room left under memory_fraction={policy.fraction} of Dask's pause threshold, less "
+        f"what each worker's process holds: {workers or 'no workers'}); "
         f"{fixes}"
     )

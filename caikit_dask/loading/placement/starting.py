@@ -12,6 +12,7 @@ from ...dask_internals import actor_handle, detach_actor_future
 from ...errors import DaskBackendError, error
 from ...formatting import seconds
 from ..actor.model_actor import ModelActor
+from ..wire.liveness import liveness
 
 
 class WorkerLostDuringLoad(DaskBackendError):
@@ -26,14 +27,19 @@ def start_actor(
     resources: dict[str, float],
     timeout: float,
     library: str | None = None,
+    silent_within: float | None = None,
 ) -> tuple[Future, Any]:
-    """Construct a ModelActor as ``key`` on ``worker``; raises the load error within ``timeout``."""
+    """Construct a ModelActor as ``key`` on ``worker``; raises the load error within ``timeout``.
+
+    A worker that leaves, or (``silent_within``, the health_check_timeout) stops
+    answering pings while it loads, raises ``WorkerLostDuringLoad`` (load elsewhere).
+    """
     options: dict[str, Any] = {"workers": [worker], "allow_other_workers": False}
     if resources:
         options["resources"] = resources
     future = client.submit(ModelActor, source, library, key=key, actor=True, pure=False, **options)
     try:
-        return future, _wait_for_actor(client, future, worker, timeout)
+        return future, _wait_for_actor(client, future, worker, timeout, silent_within)
     except WorkerLostDuringLoad:
         future.release()
         raise
@@ -72,8 +78,11 @@ def detach_handle_future(actor: Any) -> Any:
     return actor
 
 
-def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float) -> Any:
-    """The actor handle, checking between short waits that its worker is still there.
+def _wait_for_actor(
+    client: Client, future: Future, worker: str, timeout: float, silent_within: float | None
+) -> Any:
+    """The actor handle, checking between short waits that its worker is still there
+    and still answering (a frozen worker stays listed for minutes).
 
     The short waits only watch the task's state (a short timeout on ``future.result``
     could end the fetch midway, and under load distributed then raised an
@@ -92,6 +101,12 @@ def _wait_for_actor(client: Client, future: Future, worker: str, timeout: float)
                 if _left(client, worker):
                     raise WorkerLostDuringLoad(
                         f"Worker {worker} left the cluster while loading the model"
+                    ) from None
+                silent = liveness.silence(client, worker)
+                if silent_within is not None and silent > silent_within:
+                    raise WorkerLostDuringLoad(
+                        f"Worker {worker} has not answered a ping for {seconds(round(silent, 1))}"
+                        f" (health_check_timeout={seconds(silent_within)}) while loading the model"
                     ) from None
                 continue
             if future.status == "finished":

@@ -6,6 +6,8 @@ over flags, and only ``ReplicaSet`` moves it:
     STARTING --add--> ROUTED --leave_routing--> DRAINING --last call done--> RELEASED
         |                  \\--leave_routing(DEAD)--> DEAD --released--> RELEASED
         \\--leave_routing(DEAD) (its worker left while it loaded)--> DEAD
+
+UNRESPONSIVE (a frozen worker, see ``upkeep.health``) leaves routing as DEAD does.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ class ReplicaState(enum.Enum):
 class LeaveReason(enum.Enum):
     """Why a replica leaves routing; each says what happens to it and to the model."""
 
-    DEAD = "dead"  # its worker left, or its actor stopped answering
+    DEAD = "dead"  # its worker left, or its actor can't be reached
+    # its worker is listed but its actor has not answered a ping for health_check_timeout
+    UNRESPONSIVE = "unresponsive"
     EVICTED = "evicted"  # the scheduler unloaded it to make room for another model
     SCALED_DOWN = "scaled down"  # the autoscaler needs one replica fewer
     MOVED = "moved"  # its worker retires: a replacement was placed elsewhere first
@@ -37,7 +41,12 @@ class LeaveReason(enum.Enum):
     @property
     def drains(self) -> bool:
         """Whether its calls in flight finish on it (else they retry elsewhere)."""
-        return self is not LeaveReason.DEAD
+        return not self.dead
+
+    @property
+    def dead(self) -> bool:
+        """Whether it leaves for good: its worker is not used again (until it answers)."""
+        return self in (LeaveReason.DEAD, LeaveReason.UNRESPONSIVE)
 
     @property
     def unloads_if_last(self) -> bool:

@@ -80,6 +80,11 @@ class ReplicaSet:
         with self._changed:
             return frozenset(self._lost_workers)
 
+    def regain(self, worker: str) -> None:
+        """A lost worker may hold replicas again (it was frozen, and answers again)."""
+        with self._changed:
+            self._lost_workers.discard(worker)
+
     def wait_closed(self, timeout: float) -> bool:
         return self._closed.wait(timeout)
 
@@ -200,7 +205,7 @@ class ReplicaSet:
         idle = False
         with self._changed:
             state = replica.state
-            if state is ReplicaState.STARTING and reason is LeaveReason.DEAD:
+            if state is ReplicaState.STARTING and reason.dead:
                 replica.state = ReplicaState.DEAD
                 self._lost_workers.add(replica.worker)
                 return True

@@ -20,6 +20,8 @@ class ReplicaSpec:
     call_timeout: float
     health_check_period: float
     max_payload_size: int | None
+    # A replica whose actor has not answered a ping for this long is dead (see ``upkeep.pings``).
+    health_check_timeout: float = 10.0
     max_queued_calls: int | None = None  # None: no limit (see ``replicas.backpressure``)
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     size_on_disk: int = 0  # the first estimate of the model's memory (see ``placement.memory``)

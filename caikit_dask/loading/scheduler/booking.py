@@ -13,8 +13,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .books import EVICTED, EVICTIONS, MEASURED, MEMORY, PLACEMENTS, RECENT_EVICTIONS
-from .plan import WorkerView, plan_placement
+import dask
+
+from .books import (
+    EVICTED,
+    EVICTIONS,
+    MEASURED,
+    MEMORY,
+    PLACEMENTS,
+    RECENT_EVICTIONS,
+    RELEASED,
+    RELIEVED,
+)
+from .plan import FREED_AFTER, WorkerView, ceiling, plan_placement, seen
+
+_FREEING_KEPT = 30.0  # seconds a released model is remembered (see ``_freeing``)
 
 
 def reserve(
@@ -29,7 +42,8 @@ def reserve(
     """Book up to one worker per key for a new actor (see ``plan.plan_placement``).
 
     ``memory``: ``{"model", "bytes", "fraction", "evict", "stamps", "name", "module_id"}``;
-    the model's remembered measured size replaces ``bytes`` when there is one. Returns
+    the model's remembered measured size replaces ``bytes`` when there is one (see
+    ``_expected_size`` when there is none). Returns
     ``{"placed": [[worker, key], ...], "evicted": [[worker, key], ...], "bytes": size}``,
     or ``{"offered": {worker: resources}, "unbooked": {worker: resources left}, "free":
     {worker: bytes}, "paused": [worker, ...], "bytes": size}`` when nothing fits.
@@ -41,7 +55,7 @@ def reserve(
     size = 0
     if memory:
         _touch(memory_book, memory.get("stamps") or {})
-        size = int((metadata.get(MEASURED) or {}).get(memory["model"], memory["bytes"]))
+        size = _expected_size(metadata.get(MEASURED) or {}, memory["model"], memory["bytes"])
     plan = plan_placement(
         keys,
         resources,
@@ -58,7 +72,9 @@ def reserve(
     names = []
     for worker, victim in plan.evicted:
         (book.get(worker) or {}).pop(victim, None)
-        names.append(memory_book[worker].pop(victim, {}).get("name") or "")
+        evicted_booking = memory_book[worker].pop(victim, {})
+        _remember_released(metadata, worker, evicted_booking, now)
+        names.append(evicted_booking.get("name") or "")
     if plan.evicted:
         _remember_evictions(metadata, plan.evicted, names, (memory or {}).get("name"), now)
     for worker, key in plan.placed:
@@ -81,6 +97,15 @@ def reserve(
     return {"placed": [list(pair) for pair in plan.placed], "evicted": evicted, "bytes": size}
 
 
+def _expected_size(measured: dict[str, int], model: str, estimate: int) -> int:
+    """The model's measured size; a model never measured yet is taken to be as large as
+    the largest one measured (its size on disk may be a few bytes of a model that
+    builds its weights at load), and at least its size on disk."""
+    if model in measured:
+        return int(measured[model])
+    return int(max(estimate, max(measured.values(), default=0)))
+
+
 def _remember_evictions(
     metadata: dict, evicted: list, names: list[str], for_model: str | None, now: float
 ) -> None:
@@ -95,17 +120,46 @@ def _remember_evictions(
 
 
 def _worker_views(dask_scheduler: Any) -> dict[str, WorkerView]:
-    """The scheduler's workers as plain data for the plan."""
+    """The scheduler's workers as plain data for the plan, with what their last
+    heartbeat measured (process memory) and Dask's pause threshold."""
     views = {}
+    pause = pause_fraction()
+    released = dask_scheduler.task_metadata.get(RELEASED) or {}
     for address, worker in dask_scheduler.workers.items():
         status = getattr(worker, "status", None)
         running = status is None or getattr(status, "name", status) == "running"
+        memory = getattr(worker, "memory", None)
+        seen = float(getattr(worker, "last_seen", 0) or 0)
         views[address] = WorkerView(
             running,
             dict(worker.resources or {}),
             int(getattr(worker, "memory_limit", 0) or 0),
+            int(getattr(memory, "process", 0) or 0),
+            seen,
+            pause,
+            sum(size for when, size in released.get(address) or () if when > seen - FREED_AFTER),
         )
     return views
+
+
+def pause_fraction() -> float:
+    """Dask's worker pause threshold (``distributed.worker.memory.pause``), as the
+    scheduler's config has it; when pausing is off, the nanny's terminate threshold."""
+    for key in ("distributed.worker.memory.pause", "distributed.worker.memory.terminate"):
+        value = dask.config.get(key, None)
+        if value:
+            return float(value)
+    return 1.0
+
+
+def _remember_released(metadata: dict, worker: str, booking: dict, now: float) -> None:
+    """A loaded model's booking is gone: the worker's process memory may still show it
+    until a heartbeat after its actor is freed (see ``plan.free``)."""
+    if not booking.get("loaded"):
+        return
+    released = metadata.setdefault(RELEASED, {})
+    kept = [entry for entry in released.get(worker) or () if entry[0] > now - _FREEING_KEPT]
+    released[worker] = [*kept, [now, int(booking.get("bytes") or 0)]]
 
 
 def _touch(memory_book: dict, stamps: dict[str, float]) -> None:
@@ -146,6 +200,7 @@ def loaded(sizes: list[list[Any]], *, dask_scheduler: Any) -> None:
         if booking is None:
             continue  # released meanwhile
         booking["loaded"] = True
+        booking["loaded_at"] = time.time()
         if measured:
             measured = max(int(measured), booking.get("estimate", 0))
             booking["bytes"] = measured
@@ -155,12 +210,75 @@ def loaded(sizes: list[list[Any]], *, dask_scheduler: Any) -> None:
 def release(placements: list[list[str]], *, dask_scheduler: Any) -> None:
     """Drop booked placements (``[worker, key]`` pairs); unknown ones are ignored."""
     metadata = dask_scheduler.task_metadata
+    now = time.time()
     for name in (PLACEMENTS, MEMORY):
         book = metadata.get(name) or {}
         for address, key in placements:
             actors = book.get(address)
             if actors is None:
                 continue
-            actors.pop(key, None)
+            booking = actors.pop(key, None)
+            if name == MEMORY and booking:
+                _remember_released(metadata, address, booking, now)
             if not actors:
                 del book[address]
+
+
+def relieve(*, dask_scheduler: Any) -> dict[str, Any]:
+    """Workers whose process memory grew past their ceiling (models that cache): evict
+    their least recently used evictable models (``eviction: lru``) before Dask pauses
+    them, announced as any eviction; those with nothing to evict are reported (placement
+    already stops there: they have no room). One step per worker, once what was loaded,
+    evicted or released there shows in its heartbeats.
+
+    Returns ``{"evicted": [[worker, key], ...], "over": {worker: [process, ceiling]}}``.
+    """
+    metadata = dask_scheduler.task_metadata
+    memory_book = metadata.get(MEMORY) or {}
+    released = metadata.get(RELEASED) or {}
+    relieved = metadata.setdefault(RELIEVED, {})
+    book = metadata.get(PLACEMENTS) or {}
+    now = time.time()
+    evicted: list[list[str]] = []
+    over: dict[str, list[float]] = {}
+    for address, view in _worker_views(dask_scheduler).items():
+        held = memory_book.get(address) or {}
+        if not held or not view.memory_limit or not view.process:
+            continue
+        top = ceiling(view, max(float(b.get("fraction") or 1.0) for b in held.values()))
+        excess = view.process - view.freeing - top
+        if excess <= 0:
+            relieved.pop(address, None)
+            continue
+        settled = view.seen - FREED_AFTER
+        if (
+            relieved.get(address, 0) > settled
+            or any(when > settled for when, _ in released.get(address) or ())
+            or not all(seen(view, booking) for booking in held.values())
+        ):
+            continue  # a load, an eviction or a release here does not show in a heartbeat yet
+        victims = sorted(
+            (booking["used"], key)
+            for key, booking in held.items()
+            if booking.get("evictable") and booking.get("loaded")
+        )
+        if not victims:
+            over[address] = [view.process, top]
+        names = []
+        for _, key in victims:
+            if excess <= 0:
+                break
+            booking = held.pop(key)
+            (book.get(address) or {}).pop(key, None)
+            _remember_released(metadata, address, booking, now)
+            excess -= int(booking.get("bytes") or 0)
+            evicted.append([address, key])
+            names.append(booking.get("name") or "")
+        if names:
+            relieved[address] = now
+            _remember_evictions(
+                metadata, [tuple(e) for e in evicted[-len(names) :]], names, "memory pressure", now
+            )
+    if evicted:
+        dask_scheduler.log_event(EVICTIONS, {"evicted": evicted})
+    return {"evicted": evicted, "over": over}

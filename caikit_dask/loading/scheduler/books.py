@@ -8,8 +8,13 @@ Plain strings, shared by the caller side and the code sent to the scheduler.
 PLACEMENTS = "caikit-dask-placements"
 # Task metadata: {worker: {actor key: booking}}, a booking being
 # {"model" (its path), "bytes", "estimate", "used", "evictable", "loaded", "fraction",
-#  "name" (the last part of its path), "module_id"}.
+#  "name" (the last part of its path), "module_id", "loaded_at" (once loaded)}.
 MEMORY = "caikit-dask-memory"
+# Task metadata: {worker: [[time released, bytes], ...]}: loaded models released lately,
+# which the worker's last measured process memory may still hold.
+RELEASED = "caikit-dask-released"
+# Task metadata: {worker: time}: when memory pressure last evicted there (see ``relieve``).
+RELIEVED = "caikit-dask-relieved"
 # Task metadata: {model path: bytes its last load took on a worker}.
 MEASURED = "caikit-dask-measured"
 # Task metadata: {ask id: {"base": workers when asked, "until": time, "count": workers

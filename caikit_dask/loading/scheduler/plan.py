@@ -10,13 +10,30 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+# A booking loaded this long before a heartbeat arrived is counted in that heartbeat's
+# process memory (the load finished before it was recorded; this covers the heartbeat's
+# own transit).
+SEEN_AFTER = 0.25
+# A released model is taken as freed in a heartbeat this long after its release (its
+# calls in flight drain first, then the worker hears of it).
+FREED_AFTER = 2.0
+
 
 class WorkerView(NamedTuple):
-    """What placement needs to know of a worker."""
+    """What placement needs to know of a worker.
+
+    ``process``: its process memory (RSS) at its last heartbeat, ``seen`` (scheduler
+    time); ``pause``: Dask's pause threshold as a fraction of ``memory_limit``;
+    ``freeing``: bytes of models released there that the heartbeat may still count.
+    """
 
     running: bool  # neither paused nor closing
     resources: dict[str, float]  # as the worker declared them
     memory_limit: int  # 0: no limit
+    process: int = 0  # 0: not measured yet
+    seen: float = 0.0
+    pause: float = 1.0
+    freeing: int = 0
 
 
 class Plan(NamedTuple):
@@ -44,8 +61,8 @@ def plan_placement(
     Workers in ``exclude`` are never used, those in ``avoid`` only when no other fits,
     and the least loaded first. A model with resources gets distinct workers whose
     declared resources, less what ``placements`` holds there, still cover them. With
-    ``memory`` (``{"model", "fraction", "evict"}``) a worker also needs room:
-    ``memory_limit × fraction`` less the models booked there covers ``size``; with
+    ``memory`` (``{"model", "fraction", "evict"}``) a worker also needs room (see
+    ``free``) for ``size``; with
     ``evict`` the least recently used loaded models of another model are evicted to
     make it. The books given are not changed.
     """
@@ -113,12 +130,32 @@ def _resources_fit(worker: WorkerView, held: dict[str, Any], resources: dict[str
     return all(left.get(name, 0) >= amount for name, amount in resources.items())
 
 
+def ceiling(worker: WorkerView, fraction: float) -> float:
+    """The process memory placement fills a worker to: ``fraction`` of its pause threshold."""
+    return worker.memory_limit * worker.pause * fraction
+
+
 def free(worker: WorkerView, bookings: dict, address: str, memory: Any) -> float | None:
-    """Model memory still free on a worker (None: it has no memory limit)."""
+    """Room left on a worker for models (None: it has no memory limit).
+
+    What the worker really holds counts, not only what was booked: the ceiling (see
+    ``ceiling``) less its measured process memory (its own memory, its models and
+    whatever they allocated after loading), less the models booked there that the
+    measurement cannot show yet (loading, or loaded since its last heartbeat). Without a
+    measurement, the bookings alone.
+    """
     if not memory or not worker.memory_limit:
         return None
-    taken = sum(b["bytes"] for b in (bookings.get(address) or {}).values())
-    return worker.memory_limit * memory["fraction"] - taken
+    held = (bookings.get(address) or {}).values()
+    unseen = sum(b["bytes"] for b in held if not seen(worker, b))
+    visible = sum(b["bytes"] for b in held) - unseen
+    in_process = max(worker.process - worker.freeing, visible)
+    return ceiling(worker, memory["fraction"]) - in_process - unseen
+
+
+def seen(worker: WorkerView, booking: dict) -> bool:
+    """Whether the worker's last measured process memory includes this model."""
+    return bool(booking.get("loaded")) and booking.get("loaded_at", 0) < worker.seen - SEEN_AFTER
 
 
 def _with_room(

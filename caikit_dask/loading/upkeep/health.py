@@ -1,7 +1,8 @@
 """Telling a dead replica from a slow one, and checking every model periodically.
 
 A replica is dead only definitely: its worker left the scheduler, or its actor
-stops answering pings; never because a call is slow. One daemon thread checks
+has not answered a ping for ``health_check_timeout`` (a frozen worker stays listed
+for minutes, see ``wire.liveness``); never because a call is slow. One daemon thread checks
 every loaded model (as Ray Serve does), asking each connection's scheduler for
 its workers once per round, however many models it serves. While a connection
 has lost its scheduler, the checks wait quietly (the connection logs the loss
@@ -25,10 +26,12 @@ from ..replicas import last_calls
 from ..replicas.registry import served
 from ..replicas.replica import Replica
 from ..replicas.replica_set import ReplicaSet
+from ..wire.liveness import actor_ping, liveness
 from ..wire.protocol import PING
+from . import memory_pressure
 from .exiting import exiting
 from .releasing import close
-from .repairs import replace, start_repair
+from .repairs import replace, replace_silent, start_repair, woken
 
 _ROUND = 0.2  # seconds between looks at which models are due
 _ASK_WITHIN = 5.0  # seconds a round waits for the scheduler's worker list
@@ -51,17 +54,29 @@ def is_dead(replica_set: ReplicaSet, replica: Replica, err: BaseException | None
     if replica.worker not in workers:
         return True
     try:
-        getattr(replica.handle(), PING)().result(timeout=min(5.0, replica_set.spec.call_timeout))
+        spec = replica_set.spec
+        getattr(replica.handle(), PING)().result(
+            timeout=min(spec.health_check_timeout, spec.call_timeout)
+        )
     except Exception:  # noqa: BLE001 - unreachable is what we are testing for
         return True
     return False
 
 
 def check(replica_set: ReplicaSet, workers: Any) -> None:
-    """One health check against the scheduler's current workers: replace the gone ones."""
+    """One health check against the scheduler's current workers: replace the gone ones,
+    and those whose actor has not answered a ping within ``health_check_timeout``."""
+    client = replica_set.connection.open_client
     for replica in replica_set.routed():
         if replica.worker not in workers:
             replace(replica_set, replica)
+        elif client is not None:
+            ping = actor_ping(client, replica.worker, replica.key, PING)
+            silent = liveness.silence(client, replica.worker, ping)
+            if silent > replica_set.spec.health_check_timeout:
+                replace_silent(replica_set, replica, silent)
+    for worker in woken(replica_set, workers, client):
+        replica_set.regain(worker)
     if len(replica_set.routed()) < replica_set.wanted:
         start_repair(replica_set)
 
@@ -95,6 +110,9 @@ class HealthChecker:
                 workers = _workers_of(connection)
                 if workers is not None:
                     _push_last_calls(connection)
+                    client = connection.open_client
+                    if client is not None:
+                        memory_pressure.relieve(client)
                 for replica_set in replica_sets:
                     if workers is not None and not replica_set.closed:
                         check(replica_set, workers)

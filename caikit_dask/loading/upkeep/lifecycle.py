@@ -18,7 +18,7 @@ from ..placement.scale_up import count_models_in_adaptive_target
 from ..placement.starting import detach_handle_future
 from ..replicas.replica_set import ReplicaSet
 from . import announcements
-from .placing import book_for, place
+from .placing import book_for, book_or_wait, place
 from .releasing import close
 
 
@@ -75,7 +75,9 @@ def load_on_demand(replica_set: ReplicaSet) -> None:
         announcements.watch(replica_set.client)
         missing = max(replica_set.count, 1) - len(replica_set.routed())
         if missing > 0:
-            place(replica_set, book_for(replica_set, missing).or_raise(), reason)
+            # Calls wait for this load: it may wait for room too, within half their timeout.
+            booking = book_or_wait(replica_set, missing, spec.call_timeout / 2)
+            place(replica_set, booking.or_raise(), reason)
         replica_set.scale_to(max(replica_set.count, 1))
     except BaseException as err:  # noqa: BLE001 - handed to the waiting calls
         failure = err

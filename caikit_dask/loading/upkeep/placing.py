@@ -62,6 +62,26 @@ def book_for(
     return book_on_new_workers(client, spec.module_id, book)
 
 
+def book_or_wait(replica_set: ReplicaSet, count: int, within: float) -> Booking:
+    """``book_for``; with ``eviction: lru``, a model that does not fit tries again for up
+    to ``within`` seconds: the room may be held by other models' loads in progress (not
+    evictable until loaded) or by evicted models the workers are still freeing."""
+    deadline = time.monotonic() + within
+    while True:
+        booking = book_for(replica_set, count)
+        if (
+            booking.placed
+            or not replica_set.spec.memory.evict
+            or "memory" not in str(booking.reason)
+            or time.monotonic() > deadline
+            or replica_set.wait_closed(_BOOK_AGAIN)
+        ):
+            return booking
+
+
+_BOOK_AGAIN = 0.25  # seconds between tries of ``book_or_wait``
+
+
 def place(replica_set: ReplicaSet, booked: list[tuple[str, str]], reason: str) -> None:
     """Start an actor on each booked (worker, key), in parallel; raise the first failure.
 
@@ -109,7 +129,14 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
         try:
             source = spec.source.for_worker(client, worker)
             future, actor = start_actor(
-                client, source, worker, key, spec.resources, spec.call_timeout, spec.library
+                client,
+                source,
+                worker,
+                key,
+                spec.resources,
+                spec.call_timeout,
+                spec.library,
+                silent_within=spec.health_check_timeout,
             )
             replica.started(client, future, actor)
             replica.size = _measured(replica, spec.call_timeout)
@@ -117,7 +144,7 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
             return
         except WorkerLostDuringLoad as err:
             log.warning("<DSK50000014W>", "%s; loading on another worker", err)
-            replica_set.leave_routing(replica, LeaveReason.DEAD)  # never placed there again
+            replica_set.leave_routing(replica, LeaveReason.DEAD)  # not placed there again
             release_placements(client, [(worker, key)])
             try:
                 [(worker, key)] = book_for(replica_set, 1, leaving=tried, client=client).or_raise()
