@@ -234,7 +234,16 @@ def test_lru_evicts_the_least_recently_called_and_reloads_it_on_its_next_call(cl
     assert victim.run("hi").score == MODEL_MB * MB  # the proxy stays valid: it reloads
     reload_took = time.monotonic() - started
     assert _resident(victim)
-    assert sum(not _resident(m) for m in [*models[1:], newcomer]) >= 1  # it evicted in turn
+    # Room is measured (process memory from heartbeats), so whether the reload had to evict
+    # in turn depends on what the workers' own memory did meanwhile (it falls after their
+    # warm-up); what must hold is that no worker got near Dask's pause threshold.
+    for status, fraction in cluster.client.run_on_scheduler(
+        lambda dask_scheduler: [
+            (w.status.name, w.memory.process / w.memory_limit)
+            for w in dask_scheduler.workers.values()
+        ]
+    ):
+        assert status == "running" and fraction < 0.8, (status, fraction)
     for booked in _booked(cluster.client).values():
         assert booked <= 4.5 * MODEL_MB * MB
     print(f"load with eviction {load_took:.2f}s, reload on call {reload_took:.2f}s")
