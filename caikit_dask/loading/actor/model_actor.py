@@ -31,6 +31,7 @@ from ..wire.protocol import (
     run_as_outcome,
     run_request,
 )
+from . import call_listener
 from .model_load import load_model
 from .outcomes import Outcomes
 from .stoppable import StoppableCall
@@ -78,6 +79,23 @@ class ModelActor:
         self._stoppable: dict[str, tuple[StoppableCall, tuple]] = {}
         self._stopped_early: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.calls = 0
+        self._direct = call_listener.register(self)
+
+    async def call_address(self) -> dict:
+        """Where the proxy can send this model's calls directly (see ``call_listener``):
+        ``{"address", "token"}``, or ``{"address": None, "why"}``."""
+        return self._direct
+
+    def run_direct(self, request: bytes, reply: Any) -> None:
+        """From a call listener's thread: queue one call as ``run_batch`` queues each of
+        its calls; ``reply(outcome)`` is called from the pool thread that ran it."""
+        self.calls += 1
+        with self._jobs_lock:
+            self._queue.append((reply, request))
+        self._add_jobs(1)
+
+    def has_stream(self, stream_id: int) -> bool:
+        return stream_id in self._streams
 
     async def run_batch(self, requests: tuple[bytes, ...]) -> bytes:
         """Queue each request for the pool; reply with tickets and the outcomes ready so far.
@@ -183,7 +201,10 @@ class ModelActor:
                 outcome = failed_outcome(RuntimeError(f"The call was ended by {err!r}"))
             took = time.perf_counter() - started
             self._typical_call += (took - self._typical_call) * 0.2
-            self._outcomes.finished(ticket, outcome)
+            if type(ticket) is int:
+                self._outcomes.finished(ticket, outcome)
+            else:  # a direct call's reply
+                ticket(outcome)
 
     async def _in_turn(self, work: Any) -> Any:
         """Run ``work()`` in the pool as one of this model's queued calls (streams use it)."""

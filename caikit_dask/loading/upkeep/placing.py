@@ -111,7 +111,7 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
             future, actor = start_actor(
                 client, source, worker, key, spec.resources, spec.call_timeout, spec.library
             )
-            replica.started(client, future, actor)
+            replica.started(client, future, actor, spec.direct_calls, spec.call_timeout)
             replica.size = _measured(replica, spec.call_timeout)
             results[index] = replica
             return

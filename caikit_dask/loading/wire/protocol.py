@@ -36,6 +36,7 @@ OPEN_STREAM = "open_stream"  # an output stream: its id and first chunk
 NEXT_CHUNK = "next_chunk"
 CLOSE_STREAM = "close_stream"
 PING = "ping"  # health check and the load's measured size, answered on the event loop
+CALL_ADDRESS = "call_address"  # where the direct call path reaches the actor (see ``framing``)
 ACTOR_METHODS = (
     RUN_BATCH,
     COLLECT,
@@ -45,6 +46,7 @@ ACTOR_METHODS = (
     NEXT_CHUNK,
     CLOSE_STREAM,
     PING,
+    CALL_ADDRESS,
 )
 
 # Calls one actor runs at once (its share of the worker's thread pool); more wait in

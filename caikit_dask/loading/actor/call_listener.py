@@ -1,0 +1,296 @@
+"""The worker side of the direct call path: one listener per worker process.
+
+Dask's actor RPC costs two event-loop hops and Dask's framing per call; here a proxy's
+calls arrive over a persistent socket (frames of ``wire.framing``) and a reader thread
+per connection hands each to its actor, which runs it exactly as a Dask actor call
+(the same queue, pool, concurrency limit and outcome bytes). Dask stays the control
+plane: actors are placed, health-checked and released through it, and an actor's
+token, which a call must carry, only travels through it.
+
+The listener starts with the first actor of the process, on the dask config port
+``caikit_dask.call-port`` (0: any free one) of the worker's own host, and is shared
+by every actor there. When the cluster uses TLS it takes its context from the
+worker's ``Security`` (the worker role: same CA, client certificates required), so it
+is no more open than the worker's Dask port; without TLS where ``require_encryption``
+is set it does not listen at all. A peer that sends garbage loses its connection;
+one that goes away mid-call leaves no open stream or stoppable call behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pickle
+import socket
+import ssl
+import threading
+import uuid
+import weakref
+from typing import Any
+
+import dask.config
+
+from ...errors import log
+from ..wire.framing import (
+    GONE,
+    HEADER,
+    NEXT_CHUNK,
+    OPEN_STREAM,
+    OUTCOME,
+    REQUESTS,
+    RUN,
+    RUN_STOPPABLE,
+    TOKEN_SIZE,
+    FrameError,
+    frame,
+    parse_header,
+    read_exactly,
+)
+from ..wire.protocol import failed_outcome
+
+PORT_KEY = "caikit_dask.call-port"
+MAX_CONNECTIONS = 512  # callers' processes one worker process serves at once
+HANDSHAKE_TIMEOUT = 10.0
+_STREAMS_PRUNED_AT = 1024  # stream ids a connection remembers before forgetting ended ones
+
+_lock = threading.Lock()
+_listener: Listener | None = None
+_refusals_logged: set[str] = set()
+
+
+def register(actor: Any) -> dict:
+    """Make ``actor`` reachable over this process's listener (started on first use).
+
+    Returns what the proxy needs: ``{"address", "token"}``, or ``{"address": None,
+    "why": ...}`` when there is no listener (the proxy then uses the actor RPC).
+    """
+    global _listener
+    with _lock:
+        if _listener is None:
+            try:
+                _listener = Listener.start()
+            except Exception as err:  # noqa: BLE001 - reported to the proxy, which falls back
+                return {"address": None, "why": str(err)}
+        return _listener.add(actor)
+
+
+def refused_once(reason: str, detail: str) -> None:
+    """Log a refused connection: the first of each reason as a warning, the rest quietly."""
+    if reason in _refusals_logged:
+        log.debug("Direct call connection refused (%s): %s", reason, detail)
+        return
+    _refusals_logged.add(reason)
+    log.warning("<DSK50000031W>", "Direct call connection refused (%s): %s", reason, detail)
+
+
+class Listener:
+    """A listening socket, its accept thread, and the actors calls may name."""
+
+    def __init__(self, sock: socket.socket, address: str, ssl_context: Any, loop: Any):
+        self.sock, self.address, self.ssl_context, self.loop = sock, address, ssl_context, loop
+        self.actors: weakref.WeakValueDictionary[bytes, Any] = weakref.WeakValueDictionary()
+        self.connections = 0
+        self._count_lock = threading.Lock()
+        threading.Thread(target=self._accept, name="caikit-dask-calls", daemon=True).start()
+
+    @classmethod
+    def start(cls) -> Listener:
+        from distributed import get_worker
+        from distributed.comm.addressing import get_address_host, parse_address
+
+        try:
+            worker = get_worker()
+        except ValueError:
+            raise RuntimeError("the actor does not run on a Dask worker") from None
+        scheme, _ = parse_address(worker.address)
+        if scheme not in ("tcp", "tls"):
+            raise RuntimeError(f"the worker listens on {scheme}://, not TCP")
+        listen = worker.security.get_listen_args("worker")
+        ssl_context = listen.get("ssl_context")
+        if ssl_context is None and (listen.get("require_encryption") or scheme == "tls"):
+            raise RuntimeError("the cluster requires encryption but the worker has no TLS context")
+        port = _configured_port()
+        host = get_address_host(worker.address)
+        sock = socket.create_server((host, port), backlog=128, reuse_port=False)
+        bound = sock.getsockname()[1]
+        address = f"{'tls' if ssl_context is not None else 'tcp'}://{host}:{bound}"
+        log.info("<DSK50000032I>", "Direct calls to this worker's models listen on %s", address)
+        return cls(sock, address, ssl_context, worker.loop.asyncio_loop)
+
+    def add(self, actor: Any) -> dict:
+        token = uuid.uuid4().bytes
+        self.actors[token] = actor
+        return {"address": self.address, "token": token}
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:  # closed at process exit
+                return
+            with self._count_lock:
+                full = self.connections >= MAX_CONNECTIONS
+                if not full:
+                    self.connections += 1
+            if full:
+                refused_once("too many connections", f"{peer} over {MAX_CONNECTIONS}")
+                conn.close()
+                continue
+            threading.Thread(
+                target=self._serve, args=(conn, peer), name="caikit-dask-call-reader", daemon=True
+            ).start()
+
+    def _serve(self, conn: socket.socket, peer: Any) -> None:
+        connection = None
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                conn.settimeout(HANDSHAKE_TIMEOUT)
+                try:
+                    conn = self.ssl_context.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError) as err:
+                    refused_once("TLS handshake failed", f"{peer}: {err}")
+                    return
+                conn.settimeout(None)
+            connection = _Connection(self, conn)
+            connection.serve()
+        except FrameError as err:
+            refused_once("bad frame", f"{peer}: {err}")
+        except (OSError, EOFError):
+            pass  # the caller went away
+        finally:
+            if connection is not None:
+                connection.leave()
+            with contextlib.suppress(OSError):
+                conn.close()
+            with self._count_lock:
+                self.connections -= 1
+
+
+class _Connection:
+    """One caller process's socket: reads requests, writes outcomes (from any thread)."""
+
+    def __init__(self, listener: Listener, sock: socket.socket):
+        self.listener, self.sock = listener, sock
+        self._send_lock = threading.Lock()
+        self._open = True
+        self.streams: set[tuple[bytes, int]] = set()
+        self.stoppable: dict[int, tuple[bytes, str]] = {}
+
+    def serve(self) -> None:
+        sock, actors = self.sock, self.listener.actors
+        while True:
+            kind, length, request_id = parse_header(read_exactly(sock, HEADER.size), REQUESTS)
+            if length < TOKEN_SIZE:
+                raise FrameError(f"request of {length} bytes has no actor token")
+            body = read_exactly(sock, length)
+            token = body[:TOKEN_SIZE]
+            actor = actors.get(token)
+            if actor is None:
+                self.send(GONE, request_id, b"the model's actor is gone from this worker")
+                continue
+            payload = body[TOKEN_SIZE:]
+            if kind == RUN:
+                actor.run_direct(payload, _Reply(self, request_id))
+            else:
+                self._on_loop(kind, request_id, token, actor, payload)
+
+    def _on_loop(
+        self, kind: int, request_id: int, token: bytes, actor: Any, payload: bytes
+    ) -> None:
+        """The actor's own async methods, on the worker's event loop as Dask runs them."""
+        try:
+            args = pickle.loads(payload)
+        except Exception as err:  # noqa: BLE001 - a broken peer
+            raise FrameError(f"unreadable arguments: {err!r}") from None
+        if kind == RUN_STOPPABLE:
+            self.stoppable[request_id] = (token, args[0])
+            work = actor.run_stoppable(*args)
+        elif kind == OPEN_STREAM:
+            work = actor.open_stream(*args)
+        elif kind == NEXT_CHUNK:
+            work = actor.next_chunk(*args)
+        else:  # CLOSE_STREAM
+            self.streams.discard((token, args))
+            work = _none_outcome(actor.close_stream(args))
+        future = asyncio.run_coroutine_threadsafe(work, self.listener.loop)
+        future.add_done_callback(lambda done: self._answered(kind, request_id, token, actor, done))
+
+    def _answered(self, kind: int, request_id: int, token: bytes, actor: Any, done: Any) -> None:
+        try:
+            outcome = done.result()
+        except BaseException as err:  # noqa: BLE001 - the caller must hear
+            outcome = failed_outcome(RuntimeError(f"The call was ended by {err!r}"))
+        self.stoppable.pop(request_id, None)
+        if kind == OPEN_STREAM:
+            self._opened(token, actor, outcome)
+        self.send(OUTCOME, request_id, outcome)
+
+    def _opened(self, token: bytes, actor: Any, outcome: bytes) -> None:
+        """Remember an open stream, to close it if the caller goes away."""
+        with contextlib.suppress(Exception):
+            ok, value = pickle.loads(outcome)[:2]
+            if ok and not value[2]:
+                if len(self.streams) >= _STREAMS_PRUNED_AT:
+                    actors = self.listener.actors
+                    self.streams = {s for s in self.streams if _has_stream(actors, s)}
+                self.streams.add((token, value[0]))
+
+    def send(self, kind: int, request_id: int, body: bytes) -> None:
+        """Write one answer; a caller gone away is not an error here."""
+        data = frame(kind, request_id, body)
+        try:
+            with self._send_lock:
+                self.sock.sendall(data)
+        except OSError:
+            self._open = False
+
+    def leave(self) -> None:
+        """The caller is gone: stop what it left running (stoppable calls, open streams)."""
+        self._open = False
+        actors = self.listener.actors
+        for token, call_id in list(self.stoppable.values()):
+            actor = actors.get(token)
+            if actor is not None:
+                actor.cancel(call_id)
+        for token, stream_id in list(self.streams):
+            actor = actors.get(token)
+            if actor is not None:
+                asyncio.run_coroutine_threadsafe(actor.close_stream(stream_id), self.listener.loop)
+
+
+class _Reply:
+    """Answers one unary call from the pool thread that ran it."""
+
+    __slots__ = ("connection", "request_id")
+
+    def __init__(self, connection: _Connection, request_id: int):
+        self.connection, self.request_id = connection, request_id
+
+    def __call__(self, outcome: bytes) -> None:
+        self.connection.send(OUTCOME, self.request_id, outcome)
+
+
+def _has_stream(actors: Any, stream: tuple[bytes, int]) -> bool:
+    actor = actors.get(stream[0])
+    return actor is not None and actor.has_stream(stream[1])
+
+
+async def _none_outcome(closing: Any) -> bytes:
+    from ..wire.protocol import run_as_outcome
+
+    await closing
+    return run_as_outcome(lambda: None)
+
+
+def _configured_port() -> int:
+    port = dask.config.get(PORT_KEY, 0)
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(
+            f"Dask config {PORT_KEY}={port!r} is not a port: set it to a number from 1 to "
+            "65535 in the workers' dask config (DASK_CAIKIT_DASK__CALL_PORT=8788), or 0 "
+            "for any free port."
+        )
+    return port
