@@ -24,6 +24,7 @@ import pickle
 import socket
 import ssl
 import threading
+import time
 import uuid
 import weakref
 from typing import Any
@@ -44,12 +45,13 @@ from ..wire.framing import (
     FrameError,
     frame,
     parse_header,
-    read_exactly,
 )
 from ..wire.protocol import failed_outcome
 
 PORT_KEY = "caikit_dask.call-port"
 MAX_CONNECTIONS = 512  # callers' processes one worker process serves at once
+SLICE = 0.002  # seconds a call runs in a reader thread before another thread reads
+_READ_BUFFER = 256 * 1024
 HANDSHAKE_TIMEOUT = 10.0
 _STREAMS_PRUNED_AT = 1024  # stream ids a connection remembers before forgetting ended ones
 
@@ -90,8 +92,11 @@ class Listener:
         self.sock, self.address, self.ssl_context, self.loop = sock, address, ssl_context, loop
         self.actors: weakref.WeakValueDictionary[bytes, Any] = weakref.WeakValueDictionary()
         self.connections = 0
+        self._open: set[_Connection] = set()
         self._count_lock = threading.Lock()
+        self._watching = threading.Event()
         threading.Thread(target=self._accept, name="caikit-dask-calls", daemon=True).start()
+        threading.Thread(target=self._watch, name="caikit-dask-call-watch", daemon=True).start()
 
     @classmethod
     def start(cls) -> Listener:
@@ -141,7 +146,6 @@ class Listener:
             ).start()
 
     def _serve(self, conn: socket.socket, peer: Any) -> None:
-        connection = None
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
@@ -150,40 +154,90 @@ class Listener:
                     conn = self.ssl_context.wrap_socket(conn, server_side=True)
                 except (ssl.SSLError, OSError) as err:
                     refused_once("TLS handshake failed", f"{peer}: {err}")
+                    self.left(conn, None)
                     return
                 conn.settimeout(None)
-            connection = _Connection(self, conn)
-            connection.serve()
-        except FrameError as err:
-            refused_once("bad frame", f"{peer}: {err}")
-        except (OSError, EOFError):
-            pass  # the caller went away
-        finally:
-            if connection is not None:
-                connection.leave()
-            with contextlib.suppress(OSError):
-                conn.close()
+        except OSError:
+            self.left(conn, None)
+            return
+        connection = _Connection(self, conn, peer)
+        with self._count_lock:
+            self._open.add(connection)
+        connection.read(0)
+
+    def left(self, conn: socket.socket, connection: _Connection | None) -> None:
+        """A connection ended: stop what its caller left running, free its place."""
+        if connection is not None:
+            connection.leave()
+        with contextlib.suppress(OSError):
+            conn.close()
+        with self._count_lock:
+            self.connections -= 1
+            self._open.discard(connection)
+
+    def inline_started(self) -> None:
+        if not self._watching.is_set():
+            self._watching.set()
+
+    def _watch(self) -> None:
+        """While calls run in reader threads, every SLICE: a call that has run longer
+        hands its connection's reading to a new thread, so it holds up no other call."""
+        idle_since = time.monotonic()
+        while True:
+            self._watching.wait()
+            time.sleep(SLICE)
+            now, inline = time.monotonic(), False
             with self._count_lock:
-                self.connections -= 1
+                connections = list(self._open)
+            for connection in connections:
+                since = connection.inline_since
+                if since is not None:
+                    inline = True
+                    if now - since >= SLICE:
+                        connection.take_over()
+            if inline:
+                idle_since = now
+            elif now - idle_since > 1.0:
+                self._watching.clear()
 
 
 class _Connection:
-    """One caller process's socket: reads requests, writes outcomes (from any thread)."""
+    """One caller process's socket: reads requests, writes outcomes (from any thread).
 
-    def __init__(self, listener: Listener, sock: socket.socket):
-        self.listener, self.sock = listener, sock
+    One thread reads at a time. It runs a call of a model whose calls are quick itself
+    (no thread switch); if that call runs long, the listener's watcher starts another
+    reader (``take_over``) and the first leaves once its call is done.
+    """
+
+    def __init__(self, listener: Listener, sock: socket.socket, peer: Any):
+        self.listener, self.sock, self.peer = listener, sock, peer
+        self.rfile = sock.makefile("rb", buffering=_READ_BUFFER)
         self._send_lock = threading.Lock()
-        self._open = True
+        self._role = threading.Lock()
+        self._generation = 0  # which reader thread reads
+        self.inline_since: float | None = None
         self.streams: set[tuple[bytes, int]] = set()
         self.stoppable: dict[int, tuple[bytes, str]] = {}
 
-    def serve(self) -> None:
-        sock, actors = self.sock, self.listener.actors
+    def read(self, generation: int) -> None:
+        """The reader thread's loop, until the caller goes or another reader takes over."""
+        try:
+            self._read(generation)
+        except FrameError as err:
+            refused_once("bad frame", f"{self.peer}: {err}")
+        except (OSError, EOFError, ValueError):
+            pass  # the caller went away
+        else:
+            return  # another reader took over
+        self.listener.left(self.sock, self)
+
+    def _read(self, generation: int) -> None:
+        rfile, actors = self.rfile, self.listener.actors
         while True:
-            kind, length, request_id = parse_header(read_exactly(sock, HEADER.size), REQUESTS)
+            kind, length, request_id = parse_header(_read(rfile, HEADER.size), REQUESTS)
             if length < TOKEN_SIZE:
                 raise FrameError(f"request of {length} bytes has no actor token")
-            body = read_exactly(sock, length)
+            body = _read(rfile, length)
             token = body[:TOKEN_SIZE]
             actor = actors.get(token)
             if actor is None:
@@ -191,9 +245,30 @@ class _Connection:
                 continue
             payload = body[TOKEN_SIZE:]
             if kind == RUN:
-                actor.run_direct(payload, _Reply(self, request_id))
+                if actor.run_direct(payload, _Reply(self, request_id), self):
+                    with self._role:  # it ran here: still the reader?
+                        if self._generation != generation:
+                            return
+                        self.inline_since = None
             else:
                 self._on_loop(kind, request_id, token, actor, payload)
+
+    def run_here(self) -> None:
+        """Called by the actor as it runs a call in this reader thread."""
+        self.inline_since = time.monotonic()
+        self.listener.inline_started()
+
+    def take_over(self) -> None:
+        """From the watcher: the reader is held by a long call; start another one."""
+        with self._role:
+            if self.inline_since is None:
+                return
+            self.inline_since = None
+            self._generation += 1
+            generation = self._generation
+        threading.Thread(
+            target=self.read, args=(generation,), name="caikit-dask-call-reader", daemon=True
+        ).start()
 
     def _on_loop(
         self, kind: int, request_id: int, token: bytes, actor: Any, payload: bytes
@@ -239,15 +314,11 @@ class _Connection:
     def send(self, kind: int, request_id: int, body: bytes) -> None:
         """Write one answer; a caller gone away is not an error here."""
         data = frame(kind, request_id, body)
-        try:
-            with self._send_lock:
-                self.sock.sendall(data)
-        except OSError:
-            self._open = False
+        with contextlib.suppress(OSError), self._send_lock:
+            self.sock.sendall(data)
 
     def leave(self) -> None:
         """The caller is gone: stop what it left running (stoppable calls, open streams)."""
-        self._open = False
         actors = self.listener.actors
         for token, call_id in list(self.stoppable.values()):
             actor = actors.get(token)
@@ -281,6 +352,13 @@ async def _none_outcome(closing: Any) -> bytes:
 
     await closing
     return run_as_outcome(lambda: None)
+
+
+def _read(rfile: Any, size: int) -> bytes:
+    data = rfile.read(size)
+    if len(data) < size:
+        raise EOFError("the caller closed the connection")
+    return data
 
 
 def _configured_port() -> int:
