@@ -106,6 +106,8 @@ class DirectConnection:
             raise
         sock.settimeout(_STALL)
         self.sock = sock
+        self._poll = select.poll()  # not select(): descriptors above 1023 are common in servers
+        self._poll.register(sock, select.POLLIN)
         self._tls = ssl_context is not None
         self.state = threading.Lock()  # guards _pending, closed and the calls' wake-ups
         self.read_lock = threading.Lock()
@@ -151,10 +153,9 @@ class DirectConnection:
     def _read_answers(self, wait: float) -> None:
         buffer = self._buffer
         if len(buffer) < HEADER.size or len(buffer) < HEADER.size + _body_length(buffer):
-            if not (self._tls and self.sock.pending()):
-                readable, _, _ = select.select([self.sock], [], [], wait)
-                if not readable:
-                    return
+            buffered = self._tls and self.sock.pending()  # TLS may hold decrypted bytes
+            if not buffered and not self._poll.poll(wait * 1000):
+                return
             chunk = self.sock.recv(_RECV)
             self.reads += 1
             if not chunk:
