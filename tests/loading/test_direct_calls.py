@@ -194,7 +194,7 @@ def test_a_worker_that_cannot_listen_falls_back_with_one_warning(busy_port, faul
     per worker says why, and the calls work."""
     with dask.config.set({"caikit_dask.call-port": busy_port}):
         cluster = LocalCluster(
-            n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+            n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
         )
     try:
         caplog.set_level(logging.WARNING)
@@ -223,7 +223,7 @@ def test_a_fixed_call_port_is_used(fault_path):
         port = probe.getsockname()[1]
     with dask.config.set({"caikit_dask.call-port": port}):
         cluster = LocalCluster(
-            n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+            n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
         )
     try:
         model = _load({"address": cluster.scheduler_address}, fault_path, "fixed")
