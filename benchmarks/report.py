@@ -46,6 +46,7 @@ def render(results: dict) -> str:
         _memory_pressure,
         _step_load,
         _gang,
+        _runtime,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -457,6 +458,38 @@ def _step_load(results: dict) -> list[str]:
     changes = (f"{replicas}/{workers} at {t:.1f}s" for t, replicas, workers in step["timeline"])
     lines.append("replicas/workers over time: " + ", ".join(changes))
     return lines
+
+
+def _runtime(results: dict) -> list[str]:
+    runtime = results.get("runtime")
+    if not runtime:
+        return []
+    title = "12. caikit.runtime serving a trivial model, LOCAL vs DASK initializer"
+    if "skipped" in runtime or "error" in runtime:
+        return ["", f"== {title} == skipped: {runtime.get('skipped') or runtime.get('error')}"]
+    latency, rates, threads = runtime["latency"], runtime["throughput"], runtime["threads"]
+    rows = []
+    for protocol in ("grpc", "http"):
+        local, dask = f"local_{protocol}", f"dask_{protocol}"
+        for name in (local, dask):
+            rows.append(
+                [
+                    f"{name.split('_')[0].upper()} over {protocol}",
+                    number(latency[name]["p50_us"]),
+                    number(latency[name]["p99_us"]),
+                    ratio(latency[name]["p50_us"], latency[local]["p50_us"]),
+                    number(rates[f"{name}_threads"]["calls_per_s"]),
+                    ratio(
+                        rates[f"{name}_threads"]["calls_per_s"],
+                        rates[f"{local}_threads"]["calls_per_s"],
+                    ),
+                ]
+            )
+    return table(
+        title,
+        ["variant", "p50 us", "p99 us", "p50 vs LOCAL", f"calls/s, {threads} clients", "vs LOCAL"],
+        rows,
+    )
 
 
 def _gang(results: dict) -> list[str]:

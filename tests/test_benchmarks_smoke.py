@@ -30,6 +30,7 @@ SECTIONS = (
     "memory_pressure",
     "step_load",
     "gang",
+    "runtime",
 )
 TABLE_TITLES = (
     "== 1. sequential latency",
@@ -43,6 +44,7 @@ TABLE_TITLES = (
     "== 9. memory pressure",
     "== 10. step load",
     "== 11. one DDP training as 1, 2, 3 ranks",
+    "== 12. caikit.runtime serving a trivial model",
     "== targets ==",
 )
 
