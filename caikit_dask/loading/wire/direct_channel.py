@@ -100,10 +100,10 @@ def open_channel(client: Any, actor: Any, fallback: ActorChannel, timeout: float
     """The replica's direct channel if its worker's listener answers, else ``fallback``.
 
     Not where the client relays through the scheduler (``direct_to_workers: false``):
-    its workers are taken to be out of reach.
+    its workers are taken to be out of reach; nor for workers in this process.
     """
-    if not client.direct_to_workers:
-        return fallback
+    if not client.direct_to_workers or fallback.worker.startswith("inproc://"):
+        return fallback  # workers out of reach, or in this very process
     try:
         where = getattr(actor, CALL_ADDRESS)().result(timeout=timeout)
     except Exception as err:  # noqa: BLE001 - an actor from an older version, or gone
