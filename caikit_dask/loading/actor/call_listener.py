@@ -205,22 +205,27 @@ class _Connection:
     """One caller process's socket: reads requests, writes outcomes (from any thread).
 
     One thread reads at a time. It runs a call of a model whose calls are quick itself
-    (no thread switch); if that call runs long, the listener's watcher starts another
-    reader (``take_over``) and the first leaves once its call is done.
+    (no thread switch), and holds those answers until it has run every request already
+    received, so concurrent calls cost one ``recv`` and one ``sendall`` for many; if a
+    call runs long, the listener's watcher sends what is held and starts another reader
+    (``take_over``), and the first leaves once its call is done.
     """
 
     def __init__(self, listener: Listener, sock: socket.socket, peer: Any):
         self.listener, self.sock, self.peer = listener, sock, peer
-        self.rfile = sock.makefile("rb", buffering=_READ_BUFFER)
+        self._buffer = bytearray()
         self._send_lock = threading.Lock()
+        self._held: list[bytes] = []  # answers of calls run in the reader, not sent yet
         self._role = threading.Lock()
         self._generation = 0  # which reader thread reads
+        self.reader = 0  # its thread id
         self.inline_since: float | None = None
         self.streams: set[tuple[bytes, int]] = set()
         self.stoppable: dict[int, tuple[bytes, str]] = {}
 
     def read(self, generation: int) -> None:
         """The reader thread's loop, until the caller goes or another reader takes over."""
+        self.reader = threading.get_ident()
         try:
             self._read(generation)
         except FrameError as err:
@@ -231,13 +236,34 @@ class _Connection:
             return  # another reader took over
         self.listener.left(self.sock, self)
 
+    def _next_frame(self) -> tuple[int, int, bytes] | None:
+        """A complete request from the buffer, or None; a bad header raises at once."""
+        buffer = self._buffer
+        if len(buffer) < HEADER.size:
+            return None
+        kind, length, request_id = parse_header(buffer[: HEADER.size], REQUESTS)
+        if length < TOKEN_SIZE:
+            raise FrameError(f"request of {length} bytes has no actor token")
+        end = HEADER.size + length
+        if len(buffer) < end:
+            return None
+        body = bytes(buffer[HEADER.size : end])
+        del buffer[:end]
+        return kind, request_id, body
+
     def _read(self, generation: int) -> None:
-        rfile, actors = self.rfile, self.listener.actors
+        actors, sock = self.listener.actors, self.sock
+        chunk = memoryview(bytearray(_READ_BUFFER))
         while True:
-            kind, length, request_id = parse_header(_read(rfile, HEADER.size), REQUESTS)
-            if length < TOKEN_SIZE:
-                raise FrameError(f"request of {length} bytes has no actor token")
-            body = _read(rfile, length)
+            request = self._next_frame()
+            if request is None:
+                self.flush()  # every request received has run or left: answer them
+                count = sock.recv_into(chunk)  # into a reused buffer: no allocation per read
+                if not count:
+                    raise EOFError("the caller closed the connection")
+                self._buffer += chunk[:count]
+                continue
+            kind, request_id, body = request
             token = body[:TOKEN_SIZE]
             actor = actors.get(token)
             if actor is None:
@@ -253,6 +279,22 @@ class _Connection:
             else:
                 self._on_loop(kind, request_id, token, actor, payload)
 
+    def answer(self, request_id: int, outcome: bytes) -> None:
+        """A unary call's outcome: held by the reader that ran it, else sent now."""
+        if threading.get_ident() == self.reader:
+            data = frame(OUTCOME, request_id, outcome)
+            with self._send_lock:
+                self._held.append(data)
+        else:
+            self.send(OUTCOME, request_id, outcome)
+
+    def flush(self) -> None:
+        """Send the answers held, in one write."""
+        if self._held:
+            with contextlib.suppress(OSError), self._send_lock:
+                held, self._held = self._held, []
+                self.sock.sendall(b"".join(held))
+
     def run_here(self) -> None:
         """Called by the actor as it runs a call in this reader thread."""
         self.inline_since = time.monotonic()
@@ -266,6 +308,8 @@ class _Connection:
             self.inline_since = None
             self._generation += 1
             generation = self._generation
+            self.reader = 0  # the long call's answer is sent as it ends
+        self.flush()  # what the held reader ran before it
         threading.Thread(
             target=self.read, args=(generation,), name="caikit-dask-call-reader", daemon=True
         ).start()
@@ -312,9 +356,12 @@ class _Connection:
                 self.streams.add((token, value[0]))
 
     def send(self, kind: int, request_id: int, body: bytes) -> None:
-        """Write one answer; a caller gone away is not an error here."""
+        """Write one answer (and any held); a caller gone away is not an error here."""
         data = frame(kind, request_id, body)
         with contextlib.suppress(OSError), self._send_lock:
+            if self._held:
+                held, self._held = self._held, []
+                data = b"".join([*held, data])
             self.sock.sendall(data)
 
     def leave(self) -> None:
@@ -339,7 +386,7 @@ class _Reply:
         self.connection, self.request_id = connection, request_id
 
     def __call__(self, outcome: bytes) -> None:
-        self.connection.send(OUTCOME, self.request_id, outcome)
+        self.connection.answer(self.request_id, outcome)
 
 
 def _has_stream(actors: Any, stream: tuple[bytes, int]) -> bool:
@@ -352,13 +399,6 @@ async def _none_outcome(closing: Any) -> bytes:
 
     await closing
     return run_as_outcome(lambda: None)
-
-
-def _read(rfile: Any, size: int) -> bytes:
-    data = rfile.read(size)
-    if len(data) < size:
-        raise EOFError("the caller closed the connection")
-    return data
 
 
 def _configured_port() -> int:

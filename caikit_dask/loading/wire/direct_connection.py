@@ -112,9 +112,13 @@ class DirectConnection:
         self.state = threading.Lock()  # guards _pending, closed and the calls' wake-ups
         self.read_lock = threading.Lock()
         self._send_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queued: list[bytes] = []  # small requests waiting for the thread writing
+        self._writing = False
         self._pending: dict[int, DirectCall] = {}
         self._ids = itertools.count(1)
         self._buffer = bytearray()
+        self._chunk = memoryview(bytearray(_RECV))  # only the read lock's holder uses it
         self.closed: BaseException | None = None
         self.reads = 0  # recv()s: below the answers read when callers share them
 
@@ -129,15 +133,37 @@ class DirectConnection:
             self._pending[request_id] = call
         header = HEADER.pack(MAGIC, kind, len(token) + len(payload), request_id) + token
         try:
-            with self._send_lock:
-                if len(payload) <= _INLINE:
-                    self.sock.sendall(header + payload)
-                else:
+            if len(payload) > _INLINE:
+                with self._send_lock:
                     self.sock.sendall(header)
                     self.sock.sendall(payload)
+            else:
+                self._send(header + payload)
         except OSError as err:
             self.break_off(err)
         return call
+
+    def _send(self, data: bytes) -> None:
+        """Write ``data``; requests queued meanwhile by other threads leave in one write
+        by whichever thread is writing (one ``sendall`` for many concurrent calls)."""
+        with self._queue_lock:
+            self._queued.append(data)
+            if self._writing:
+                return
+            self._writing = True
+        try:
+            while True:
+                with self._queue_lock:
+                    queued, self._queued = self._queued, []
+                    if not queued:
+                        self._writing = False
+                        return
+                with self._send_lock:
+                    self.sock.sendall(queued[0] if len(queued) == 1 else b"".join(queued))
+        except BaseException:
+            with self._queue_lock:
+                self._writing = False
+            raise
 
     def lead(self, call: DirectCall, deadline: float) -> None:
         """Holding the read lock: read and hand out answers until ``call`` has its own."""
@@ -156,11 +182,11 @@ class DirectConnection:
             buffered = self._tls and self.sock.pending()  # TLS may hold decrypted bytes
             if not buffered and not self._poll.poll(wait * 1000):
                 return
-            chunk = self.sock.recv(_RECV)
+            count = self.sock.recv_into(self._chunk)  # reused: no allocation per read
             self.reads += 1
-            if not chunk:
+            if not count:
                 raise ConnectionError("the worker closed the connection")
-            buffer += chunk
+            buffer += self._chunk[:count]
         answers = []
         while len(buffer) >= HEADER.size:
             kind, length, request_id = parse_header(buffer[: HEADER.size], _ANSWERS)
