@@ -240,3 +240,20 @@ def test_frames_header_is_what_both_ends_read():
     assert framing.HEADER.size == struct.calcsize("!2sBIQ")
     with pytest.raises(framing.FrameError, match="not a caikit-dask"):
         framing.parse_header(b"XX" + bytes(13), framing.REQUESTS)
+
+
+def test_a_caller_gone_leaves_no_queued_call_behind(model):
+    """Calls queued behind busy threads are dropped when their caller's connection goes."""
+    import time
+
+    channel = _channel(model)
+    request = encode_request("run", ("sleep:2",), {}, None)
+    with _raw(channel) as sock:
+        for request_id in range(20):  # 4 run at once; 16 wait in the actor's queue
+            sock.sendall(framing.frame(framing.RUN, request_id, channel.token + request))
+        actor = replica_set_of(model).replicas[0].actor
+        poll(lambda: actor.ping().result(timeout=10)["calls"] >= 20, 10, what="the calls")
+    started = time.monotonic()
+    assert model.run("after").label
+    took = time.monotonic() - started
+    assert took < 6, f"{took:.1f} s: the gone caller's queued calls still ran (10 s of them)"

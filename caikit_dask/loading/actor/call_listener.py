@@ -365,8 +365,10 @@ class _Connection:
             self.sock.sendall(data)
 
     def leave(self) -> None:
-        """The caller is gone: stop what it left running (stoppable calls, open streams)."""
+        """The caller is gone: stop what it left (queued calls, stoppable calls, open streams)."""
         actors = self.listener.actors
+        for actor in list(actors.values()):
+            actor.drop_direct(self)
         for token, call_id in list(self.stoppable.values()):
             actor = actors.get(token)
             if actor is not None:

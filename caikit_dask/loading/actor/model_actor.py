@@ -122,6 +122,17 @@ class ModelActor:
                 self._add_jobs(1)
         return True
 
+    def drop_direct(self, connection: Any) -> int:
+        """Drop the queued direct calls that came over ``connection`` (its caller is gone:
+        nobody would read their answers); returns how many."""
+        with self._jobs_lock:
+            kept = [i for i in self._queue if getattr(i[0], "connection", None) is not connection]
+            dropped = len(self._queue) - len(kept)
+            if dropped:
+                self._queue.clear()
+                self._queue.extend(kept)
+        return dropped
+
     def has_stream(self, stream_id: int) -> bool:
         return stream_id in self._streams
 
