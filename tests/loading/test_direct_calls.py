@@ -24,6 +24,7 @@ from caikit_dask.loading.wire.protocol import encode_request
 
 
 def _load(connection, path, name="direct", **config):
+    config.setdefault("direct_calls", "auto")  # whatever the dask config's default
     return DaskModelInitializer({"connection": connection, **config}, name).init(
         ModuleConfig.load(path)
     )
@@ -257,3 +258,14 @@ def test_a_caller_gone_leaves_no_queued_call_behind(model):
     assert model.run("after").label
     took = time.monotonic() - started
     assert took < 6, f"{took:.1f} s: the gone caller's queued calls still ran (10 s of them)"
+
+
+def test_a_call_past_call_timeout_is_forgotten_by_its_connection(connection, fault_path):
+    model = _load(connection, fault_path, "timeout", call_timeout="1s")
+    try:
+        with pytest.raises(TimeoutError, match="call_timeout"):
+            model.run("sleep:3")
+        assert not _channel(model)._connection._pending  # its late answer is dropped
+        assert model.run("after").label
+    finally:
+        model.close()

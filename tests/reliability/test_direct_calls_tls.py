@@ -43,9 +43,8 @@ def cluster(tmp_path_factory, tls):
 def model(cluster, tls, tmp_path_factory):
     connection = {"address": cluster.address, "security": tls.security(), "timeout": "20s"}
     path = save_fault_model(str(tmp_path_factory.mktemp("model") / "fault"))
-    loaded = DaskModelInitializer({"connection": connection}, "tls-direct").init(
-        ModuleConfig.load(path)
-    )
+    settings = {"connection": connection, "direct_calls": "auto"}  # whatever the default
+    loaded = DaskModelInitializer(settings, "tls-direct").init(ModuleConfig.load(path))
     yield loaded
     loaded.close()
     DaskConnection.from_config(connection).close()

@@ -66,6 +66,10 @@ class DirectCall:
             self._woken = True
             self._signal.release()
 
+    def abandon(self) -> None:
+        """Its caller gave up: an answer that comes later is dropped unread."""
+        self._connection.forget(self)
+
     def result(self, timeout: float) -> bytes:
         """The outcome bytes; TimeoutError after ``timeout`` seconds (the call stays pending)."""
         connection = self._connection
@@ -205,6 +209,13 @@ class DirectConnection:
                         waiting.settle(outcome=body)
                     else:
                         waiting.settle(error=CommClosedError(body.decode(errors="replace")))
+
+    def forget(self, call: DirectCall) -> None:
+        with self.state:
+            for request_id, waiting in list(self._pending.items()):
+                if waiting is call:
+                    del self._pending[request_id]
+                    return
 
     def hand_over(self) -> None:
         """After leading: wake the newest waiting call, to read for the others."""
