@@ -257,6 +257,7 @@ class _Connection:
         while True:
             request = self._next_frame()
             if request is None:
+                actor = None  # while idle, hold no model alive (its release must free it)
                 self.flush()  # every request received has run or left: answer them
                 count = sock.recv_into(chunk)  # into a reused buffer: no allocation per read
                 if not count:

@@ -185,6 +185,7 @@ def _finish(replica_set: ReplicaSet, method: str, call_: _InFlight) -> Any:
                 f"(replica on {replica.worker})"
             ) from None
         except TRANSPORT_ERRORS:  # its replica may be dead: the call path retries elsewhere
+            abandon(call_.pending)
             replica_set.done(replica)
             replica = None
             return call(replica_set, method, call_.request)

@@ -61,6 +61,7 @@ def with_retry(
                 f"{seconds(replica_set.spec.call_timeout)} (replica on {replica.worker})"
             ) from None
         except TRANSPORT_ERRORS as err:
+            abandon(pending)  # e.g. its replica was replaced: a late answer is not read
             if not is_dead(replica_set, replica, err):
                 raise
             tried.add(id(replica))
