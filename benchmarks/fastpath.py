@@ -1,11 +1,13 @@
-"""Where a proxy call's time goes, layer by layer, against a plain Dask actor.
+"""Where a proxy call's time goes, layer by layer, against the floor and a plain Dask actor.
 
 ``python -m benchmarks.fastpath [--smoke] [--json PATH]`` measures, in one run:
-sequential latency of each layer of the call path (proxy -> calls.call ->
-ActorChannel -> ModelActor.run_batch) next to a plain Dask actor's sync and
-async methods; CPU per call in the client and the worker process (work versus
-waiting); and 16-thread throughput with the calls carried per actor message,
-which is what coalescing buys.
+sequential latency of each layer of the direct call path (proxy -> calls.call ->
+DirectChannel -> the bare frame on its connection), of the actor RPC's channel
+(ActorChannel -> ModelActor.run_batch, ``direct_calls: off``), the physical floor (two
+processes, a blocking loopback socket, a pickle each way) and a plain Dask actor's sync
+and async methods; CPU per call in the client and the worker process (work versus
+waiting); and 16-thread throughput with the calls carried per read (direct) or per actor
+message (off), which is what sharing buys.
 """
 
 from __future__ import annotations
@@ -100,8 +102,11 @@ def _measure(
 ) -> dict[str, Any]:
     from caikit_dask.loading.calls.retrying import call
     from caikit_dask.loading.proxy import replica_set_of
+    from caikit_dask.loading.wire import framing
+    from caikit_dask.loading.wire.direct_channel import DirectChannel
     from caikit_dask.loading.wire.protocol import encode_request
 
+    from .floor import Floor
     from .modules import BenchEcho
 
     echo_path = str(session.workdir / "echo")
@@ -113,25 +118,40 @@ def _measure(
     channel, worker = replica.channel, replica.worker
     raw = session.raw_actor(True, worker)
     request = encode_request("run", ("hello",), {}, None)
-    results: dict[str, Any] = {}
-    log("latency by layer ...")
-    results["latency"] = interleaved_latency(
+    proxy_off = session.load(echo_path, replicas=1, direct_calls="off")
+    off_replicas = replica_set_of(proxy_off)
+    actor_channel = off_replicas.replicas[0].channel
+    floor = Floor()
+    layers: dict[str, Any] = {
+        "proxy.run": lambda: proxy.run("hello"),
+        "calls.call (pickled request)": lambda: call(replicas, "run", request),
+    }
+    if isinstance(channel, DirectChannel):
+        proxy.run("hello")  # its connection is open
+        connection = channel._connection
+        layers["DirectChannel.submit"] = lambda: channel.submit(request).result(60)
+        layers["bare frame on the connection"] = lambda: connection.request(
+            framing.RUN, channel.token, request
+        ).result(60)
+    layers.update(
         {
-            "proxy.run": lambda: proxy.run("hello"),
-            "calls.call (pickled request)": lambda: call(replicas, "run", request),
-            "ActorChannel.submit": lambda: channel.submit(request).result(60),
+            "proxy.run, direct_calls: off": lambda: proxy_off.run("hello"),
+            "ActorChannel.submit (off)": lambda: actor_channel.submit(request).result(60),
+            "floor (2 processes, socket, pickle)": floor.call,
             "raw actor, sync method": lambda: raw.ping(1).result(),
             "raw actor, async method": lambda: raw.aping(1).result(),
-        },
-        rounds,
-        per_round,
+        }
     )
+    results: dict[str, Any] = {}
+    log("latency by layer ...")
+    results["latency"] = interleaved_latency(layers, rounds, per_round)
     log("cpu per call ...")
     worker_pid = session.clients[True].run(os.getpid, workers=[worker])[worker]
     results["cpu"] = _cpu_per_call(
         {"client": os.getpid(), "worker": worker_pid},
         {
             "proxy.run": lambda: proxy.run("hello"),
+            "proxy.run, direct_calls: off": lambda: proxy_off.run("hello"),
             "raw actor, sync method": lambda: raw.ping(1).result(),
         },
         cpu_rounds,
@@ -154,6 +174,9 @@ def _measure(
             ),
             "proxy.run, 16 threads": proxy_16,
             "proxy.run, 64 threads": proxy_64,
+            "proxy.run, direct_calls: off, 16 threads": lambda: threaded_rate(
+                lambda: proxy_off.run("hello"), 16, duration
+            ),
         },
         repeats,
     )
@@ -162,6 +185,8 @@ def _measure(
         for name, counts in (("16 threads", proxy_counts), ("64 threads", proxy_64_counts))
     }
     proxy.close()
+    proxy_off.close()
+    floor.close()
     return results
 
 
@@ -202,7 +227,7 @@ def format_report(results: dict) -> str:
     per_message = ", ".join(
         f"{number(v, '.1f')} ({k})" for k, v in results["calls_per_message"].items()
     )
-    out.append(f"proxy calls per actor message: {per_message}")
+    out.append(f"proxy calls per read (direct) or actor message (off): {per_message}")
     return "\n".join(out)
 
 

@@ -1,9 +1,12 @@
 """Benchmarks 1 and 2: a trivial call's latency and throughput through the proxy.
 
-Both compare ``BenchEcho.run`` through a ``DaskModelInitializer`` proxy with
-the same run's baselines: an in-process call, a plain Dask actor on the same
-worker (``direct_to_workers`` on and off, sync and ``async`` method) and, when
-wanted, a Ray actor measured in its own process before the cluster starts.
+Both compare ``BenchEcho.run`` through a ``DaskModelInitializer`` proxy (the direct
+call path, ``direct_calls: auto``) with the same run's baselines: the same proxy on
+Dask's actor RPC (``direct_calls: off``), the physical floor (two processes, a
+blocking loopback socket, a small pickle each way: ``floor``), an in-process call, a
+plain Dask actor on the same worker (``direct_to_workers`` on and off, sync and
+``async`` method) and, when wanted, a Ray actor and a Ray Serve deployment measured
+in their own process before the cluster starts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ class CallBenchmarks(Benchmark):
     sections = ("latency", "throughput")
 
     proxy: Any = None
+    proxy_off: Any = None
+    floor: Any = None
 
     def prepare(self) -> None:
         from .modules import BenchEcho
@@ -56,14 +61,21 @@ class CallBenchmarks(Benchmark):
         from .modules import BenchEcho
 
         session = self.session
+        from .floor import Floor
+
         self.proxy = session.load(self.echo_path, replicas=1)
+        self.proxy_off = session.load(self.echo_path, replicas=1, direct_calls="off")
+        self.floor = Floor()
         worker = self.proxy.replicas[0]["worker"]
         self.raw_direct = session.raw_actor(True, worker)
         self.raw_scheduler = session.raw_actor(False, worker)
         local = BenchEcho.load(self.echo_path)
         proxy, direct, via_scheduler = self.proxy, self.raw_direct, self.raw_scheduler
+        proxy_off, floor = self.proxy_off, self.floor
         variants: dict[str, Callable[[], object]] = {
             "proxy": lambda: proxy.run("hello"),
+            "proxy_direct_calls_off": lambda: proxy_off.run("hello"),
+            "floor": floor.call,
             "local": lambda: local.run("hello"),
             "raw_dask_direct": lambda: direct.ping(1).result(),
             "raw_dask_scheduler": lambda: via_scheduler.ping(1).result(),
@@ -72,14 +84,19 @@ class CallBenchmarks(Benchmark):
         result = interleaved_latency(
             variants, self.plan.latency_rounds, self.plan.latency_per_round
         )
-        return {"worker": worker, "variants": result}
+        return {
+            "worker": worker,
+            "worker_off": self.proxy_off.replicas[0]["worker"],
+            "variants": result,
+        }
 
     def throughput(self) -> dict:
         """Calls/s from many caller threads, pipelined for the raw actor; uses latency's proxy."""
         plan = self.plan
         threads, duration = plan.caller_threads, plan.throughput_duration
-        proxy, direct = self.proxy, self.raw_direct
+        proxy, direct, proxy_off = self.proxy, self.raw_direct, self.proxy_off
         proxy2 = self.session.load(self.echo_path, replicas=2)
+        proxy2_off = self.session.load(self.echo_path, replicas=2, direct_calls="off")
         try:
             measures = {
                 "proxy_threads": lambda: threaded_rate(
@@ -87,6 +104,12 @@ class CallBenchmarks(Benchmark):
                 ),
                 "proxy_threads_2_replicas": lambda: threaded_rate(
                     lambda: proxy2.run("hello"), threads, duration
+                ),
+                "proxy_off_threads": lambda: threaded_rate(
+                    lambda: proxy_off.run("hello"), threads, duration
+                ),
+                "proxy_off_threads_2_replicas": lambda: threaded_rate(
+                    lambda: proxy2_off.run("hello"), threads, duration
                 ),
                 "raw_dask_pipelined": lambda: pipelined_rate(
                     lambda i: direct.ping(i), lambda fs: [f.result() for f in fs], 200, duration
@@ -98,9 +121,13 @@ class CallBenchmarks(Benchmark):
             rates = interleaved_rates(measures, plan.throughput_repeats)
         finally:
             proxy2.close()
+            proxy2_off.close()
         return {"threads": threads, "duration_s": duration, "variants": rates}
 
     def close(self) -> None:
         """The echo proxy is not needed by later benchmarks."""
-        if self.proxy is not None:
-            self.proxy.close()
+        for proxy in (self.proxy, self.proxy_off):
+            if proxy is not None:
+                proxy.close()
+        if self.floor is not None:
+            self.floor.close()

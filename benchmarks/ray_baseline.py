@@ -9,6 +9,7 @@ latency the other benchmarks measure. Prints one JSON object on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -55,9 +56,45 @@ def measure(rounds: int, per_round: int, duration: float, repeats: int, threads:
             "startup_s": startup,
             "latency": latency,
             "throughput": rates,
+            "serve": _serve(rounds, per_round, duration, repeats, threads),
         }
     finally:
         ray.shutdown()
+
+
+def _serve(rounds: int, per_round: int, duration: float, repeats: int, threads: int) -> dict:
+    """A Ray Serve deployment (1 replica) called through its ``DeploymentHandle``, as a
+    Python caller of Ray Serve would; skipped when ``ray[serve]`` is not installed."""
+    try:
+        from ray import serve
+    except ImportError as err:
+        return {"skipped": f"ray[serve] is not installed ({err})"}
+    try:
+
+        @serve.deployment(num_replicas=1, max_ongoing_requests=1000)
+        class ServeEcho:
+            def __call__(self, value):
+                return value
+
+        handle = serve.run(ServeEcho.bind(), name="echo", route_prefix=None)
+        handle.remote(0).result()
+        latency = interleaved_latency(
+            {"ray_serve": lambda: handle.remote(1).result()}, rounds, max(1, per_round // 2)
+        )["ray_serve"]
+        rates = interleaved_rates(
+            {
+                "ray_serve_threads": lambda: threaded_rate(
+                    lambda: handle.remote(1).result(), threads, duration
+                )
+            },
+            repeats,
+        )
+        return {"latency": latency, "throughput": rates}
+    except Exception as err:  # noqa: BLE001 - reported in the table as skipped
+        return {"error": f"{type(err).__name__}: {err}"}
+    finally:
+        with contextlib.suppress(Exception):  # already down
+            serve.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:

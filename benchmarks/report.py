@@ -19,7 +19,9 @@ from .results import SECTIONS, lookup
 RESULTS_DIR = REPO / "benchmarks" / "results"
 
 LATENCY_VARIANTS = (
-    ("proxy", "proxy.run (DaskModelInitializer, 1 replica)"),
+    ("proxy", "proxy.run (DaskModelInitializer, 1 replica, direct calls)"),
+    ("proxy_direct_calls_off", "proxy.run, direct_calls: off (Dask actor RPC)"),
+    ("floor", "floor: 2 processes, blocking loopback socket, pickle"),
     ("local", "local in-process call"),
     ("raw_dask_direct", "raw Dask actor, direct_to_workers=True"),
     ("raw_dask_scheduler", "raw Dask actor, direct_to_workers=False"),
@@ -44,6 +46,7 @@ def render(results: dict) -> str:
         _memory_pressure,
         _step_load,
         _gang,
+        _runtime,
         _targets,
     )
     return "\n".join(line for renderer in renderers for line in renderer(results))
@@ -120,8 +123,15 @@ def _latency(results: dict) -> list[str]:
     if not variants:
         return []
     proxy = variants["proxy"]["p50_us"]
-    rows = [_latency_row(label, variants[key], proxy) for key, label in LATENCY_VARIANTS]
+    rows = [_latency_row(label, variants.get(key), proxy) for key, label in LATENCY_VARIANTS]
     rows.append(_latency_row("Ray actor", lookup(results, "ray", "latency"), proxy))
+    rows.append(
+        _latency_row(
+            "Ray Serve DeploymentHandle, 1 replica",
+            lookup(results, "ray", "serve", "latency"),
+            proxy,
+        )
+    )
     return table(
         f"1. sequential latency, trivial call (n={variants['proxy']['n']} each, interleaved)",
         ["variant", "p50 us", "p99 us", "proxy/this p50"],
@@ -142,13 +152,18 @@ def _throughput(results: dict) -> list[str]:
         return []
     threads = results["throughput"]["threads"]
     ray = lookup(results, "ray", "throughput") or {}
+    serve = lookup(results, "ray", "serve", "throughput") or {}
+    off = "direct_calls: off"
     measured = (
         (variants, "proxy_threads", f"proxy.run, {threads} threads, 1 replica"),
-        (variants, "proxy_threads_2_replicas", f"proxy.run, {threads} threads, 2 replicas (info)"),
+        (variants, "proxy_threads_2_replicas", f"proxy.run, {threads} threads, 2 replicas"),
+        (variants, "proxy_off_threads", f"proxy.run, {off}, {threads} threads, 1 replica"),
+        (variants, "proxy_off_threads_2_replicas", f"proxy.run, {off}, {threads} th., 2 replicas"),
         (variants, "raw_dask_pipelined", "raw Dask actor, pipelined (1 thread, 200 outstanding)"),
         (variants, "raw_dask_threads", f"raw Dask actor, {threads} threads (info)"),
         (ray, "ray_actor_threads", f"Ray actor, {threads} threads"),
         (ray, "ray_actor_pipelined", "Ray actor, pipelined (1 thread, 200 outstanding)"),
+        (serve, "ray_serve_threads", f"Ray Serve DeploymentHandle, {threads} threads"),
     )
     proxy = variants["proxy_threads"]["calls_per_s"]
     rows = [
@@ -443,6 +458,38 @@ def _step_load(results: dict) -> list[str]:
     changes = (f"{replicas}/{workers} at {t:.1f}s" for t, replicas, workers in step["timeline"])
     lines.append("replicas/workers over time: " + ", ".join(changes))
     return lines
+
+
+def _runtime(results: dict) -> list[str]:
+    runtime = results.get("runtime")
+    if not runtime:
+        return []
+    title = "12. caikit.runtime serving a trivial model, LOCAL vs DASK initializer"
+    if "skipped" in runtime or "error" in runtime:
+        return ["", f"== {title} == skipped: {runtime.get('skipped') or runtime.get('error')}"]
+    latency, rates, threads = runtime["latency"], runtime["throughput"], runtime["threads"]
+    rows = []
+    for protocol in ("grpc", "http"):
+        local, dask = f"local_{protocol}", f"dask_{protocol}"
+        for name in (local, dask):
+            rows.append(
+                [
+                    f"{name.split('_')[0].upper()} over {protocol}",
+                    number(latency[name]["p50_us"]),
+                    number(latency[name]["p99_us"]),
+                    ratio(latency[name]["p50_us"], latency[local]["p50_us"]),
+                    number(rates[f"{name}_threads"]["calls_per_s"]),
+                    ratio(
+                        rates[f"{name}_threads"]["calls_per_s"],
+                        rates[f"{local}_threads"]["calls_per_s"],
+                    ),
+                ]
+            )
+    return table(
+        title,
+        ["variant", "p50 us", "p99 us", "p50 vs LOCAL", f"calls/s, {threads} clients", "vs LOCAL"],
+        rows,
+    )
 
 
 def _gang(results: dict) -> list[str]:

@@ -22,6 +22,7 @@ SECTIONS = (
     "memory_pressure",
     "step_load",
     "gang",
+    "runtime",
 )
 
 

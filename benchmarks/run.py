@@ -28,6 +28,7 @@ from .measure_gang import GangBenchmark
 from .measure_many_models import ManyModelsBenchmark
 from .measure_memory import MemoryBenchmark
 from .measure_memory_pressure import MemoryPressureBenchmark
+from .measure_runtime import RuntimeBenchmark
 from .measure_scale import ScaleBenchmark
 from .measure_scaling import ScalingBenchmark
 from .measure_step_load import StepLoadBenchmark
@@ -51,6 +52,7 @@ BENCHMARKS: tuple[type[Benchmark], ...] = (
     MemoryPressureBenchmark,
     StepLoadBenchmark,
     GangBenchmark,
+    RuntimeBenchmark,
 )
 
 

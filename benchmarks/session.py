@@ -64,14 +64,19 @@ class BenchSession:
         self._actor_futures.append(future)
         return actor
 
-    def load(self, path: str, replicas: int) -> Any:
+    def load(self, path: str, replicas: int, direct_calls: str = "auto") -> Any:
         """The real DaskModelInitializer path, as caikit.load / caikit.runtime use it."""
         from caikit.core.modules import ModuleConfig
 
         from caikit_dask import DaskModelInitializer
 
         initializer = DaskModelInitializer(
-            {"connection": {"address": self.address}, "replicas": replicas}, "bench"
+            {
+                "connection": {"address": self.address},
+                "replicas": replicas,
+                "direct_calls": direct_calls,
+            },
+            "bench",
         )
         return initializer.init(ModuleConfig.load(path))
 

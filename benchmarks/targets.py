@@ -17,6 +17,17 @@ RAW_P50 = ("latency", "variants", "raw_dask_direct", "p50_us")
 RAY_P50 = ("ray", "latency", "p50_us")
 PROXY_RATE = ("throughput", "variants", "proxy_threads", "calls_per_s")
 PIPELINED_RATE = ("throughput", "variants", "raw_dask_pipelined", "calls_per_s")
+FLOOR_P50 = ("latency", "variants", "floor", "p50_us")
+PROXY_RATE_2 = ("throughput", "variants", "proxy_threads_2_replicas", "calls_per_s")
+PROXY_OFF_RATE = ("throughput", "variants", "proxy_off_threads", "calls_per_s")
+RUNTIME = {
+    (where, protocol): (
+        ("runtime", "latency", f"{where}_{protocol}", "p50_us"),
+        ("runtime", "throughput", f"{where}_{protocol}_threads", "calls_per_s"),
+    )
+    for where in ("local", "dask")
+    for protocol in ("grpc", "http")
+}
 SCALING_RATIO = ("scaling", "ratio")
 TRAIN_P50 = ("training", "train_returns", "p50_ms")
 WAIT_P50 = ("training", "wait_after_end", "p50_ms")
@@ -67,6 +78,48 @@ TARGETS = (
         (PROXY_RATE, PIPELINED_RATE),
         lambda proxy, raw: proxy >= 4 * raw,
         lambda proxy, raw: f"{proxy / raw:.2f}x ({proxy:.0f} vs {raw:.0f} calls/s)",
+    ),
+    Target(
+        "proxy p50 <= 3x the floor (direct calls)",
+        (PROXY_P50, FLOOR_P50),
+        lambda proxy, floor: proxy <= 3 * floor,
+        lambda proxy, floor: f"{proxy / floor:.2f}x ({proxy:.0f} vs {floor:.0f} us)",
+    ),
+    Target(
+        "proxy p50 <= 0.4x raw Dask actor p50 (direct calls)",
+        (PROXY_P50, RAW_P50),
+        lambda proxy, raw: proxy <= 0.4 * raw,
+        lambda proxy, raw: f"{proxy / raw:.2f}x ({proxy:.0f} vs {raw:.0f} us)",
+    ),
+    Target(
+        "16-thread throughput >= 2x direct_calls: off (1 replica)",
+        (PROXY_RATE, PROXY_OFF_RATE),
+        lambda proxy, off: proxy >= 2 * off,
+        lambda proxy, off: f"{proxy / off:.2f}x ({proxy:.0f} vs {off:.0f} calls/s)",
+    ),
+    Target(
+        "16-thread throughput with 2 replicas >= 1 replica's",
+        (PROXY_RATE_2, PROXY_RATE),
+        lambda two, one: two >= one,
+        lambda two, one: f"{two / one:.2f}x ({two:.0f} vs {one:.0f} calls/s)",
+    ),
+    *(
+        Target(
+            f"caikit.runtime over {protocol}: DASK p50 <= 1.2x LOCAL",
+            (RUNTIME["dask", protocol][0], RUNTIME["local", protocol][0]),
+            lambda dask, local: dask <= 1.2 * local,
+            lambda dask, local: f"{dask / local:.2f}x ({dask:.0f} vs {local:.0f} us)",
+        )
+        for protocol in ("grpc", "http")
+    ),
+    *(
+        Target(
+            f"caikit.runtime over {protocol}: DASK calls/s >= LOCAL (16 clients)",
+            (RUNTIME["dask", protocol][1], RUNTIME["local", protocol][1]),
+            lambda dask, local: dask >= local,
+            lambda dask, local: f"{dask / local:.2f}x ({dask:.0f} vs {local:.0f} calls/s)",
+        )
+        for protocol in ("grpc", "http")
     ),
     Target(
         "2 replicas >= 1.8x one (CPU-bound)",

@@ -6,6 +6,7 @@ It also imports the bundled example library: caikit.runtime only serves
 top-level libraries, so ``runtime.library: caikit_dask`` serves the example.
 """
 
+from . import dask_defaults  # noqa: F401, I001 - first: dask config defaults
 from caikit.core.model_management import model_initializer_factory, model_trainer_factory
 from caikit.core.module_backends.backend_types import register_backend_type
 from caikit.core.toolkit.wip_decorator import TempDisableWIP

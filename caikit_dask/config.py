@@ -256,6 +256,17 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
     return parse
 
 
+DIRECT_CALLS_KEY = "caikit_dask.direct-calls"  # dask config: the default of ``direct_calls``
+
+
+def _direct_calls(path: str, value: Any) -> str:
+    """``auto`` or ``off``; unset: the dask config ``caikit_dask.direct-calls`` (auto)."""
+    if value is None:
+        value = dask.config.get(DIRECT_CALLS_KEY, "auto")
+        path = f"dask config {DIRECT_CALLS_KEY}"
+    return _choice("auto", "off")(path, value)
+
+
 def _duration(path: str, value: Any) -> float | None:
     return parse_duration(path, value, None)
 
@@ -456,6 +467,8 @@ class BackendConfig:
     eviction: str = setting(_choice("none", "lru"), "none", (INITIALIZER,))
     lazy: bool = setting(_of_type(bool), False, (INITIALIZER,))
     autoscaling: AutoscalingConfig | None = setting(AutoscalingConfig.parse, None, (INITIALIZER,))
+    # auto: straight to the worker holding the model when reachable (loading.wire.direct_channel)
+    direct_calls: str = setting(_direct_calls, None, (INITIALIZER,))
 
     TRAINER_KEYS: ClassVar[frozenset[str]]
     INITIALIZER_KEYS: ClassVar[frozenset[str]]

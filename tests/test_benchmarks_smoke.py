@@ -30,6 +30,7 @@ SECTIONS = (
     "memory_pressure",
     "step_load",
     "gang",
+    "runtime",
 )
 TABLE_TITLES = (
     "== 1. sequential latency",
@@ -43,6 +44,7 @@ TABLE_TITLES = (
     "== 9. memory pressure",
     "== 10. step load",
     "== 11. one DDP training as 1, 2, 3 ranks",
+    "== 12. caikit.runtime serving a trivial model",
     "== targets ==",
 )
 
@@ -93,8 +95,13 @@ def test_benchmarks_smoke_run(tmp_path):
     if "skipped" not in gang:  # torch is installed (CI's caikit-nlp venv)
         assert sorted(gang["ranks"]) == ["1", "2", "3"]
         assert all(ranks["step_s"] > 0 and ranks["start_s"] > 0 for ranks in gang["ranks"].values())
-    assert len(results["targets"]) == 14
+    assert len(results["targets"]) == 22
     assert "skipped" in results["ray"]
+    assert results["latency"]["variants"]["floor"]["p50_us"] > 0
+    assert results["throughput"]["variants"]["proxy_off_threads"]["calls_per_s"] > 0
+    runtime = results["runtime"]
+    assert runtime["latency"]["dask_grpc"]["p50_us"] > 0
+    assert runtime["throughput"]["local_http_threads"]["calls_per_s"] > 0
 
 
 @pytest.fixture
@@ -158,4 +165,4 @@ def test_report_names_a_failed_section_and_renders_only_what_ran():
     assert "== scaling == FAILED: RuntimeError: no workers" in text
     assert "Ray baseline skipped: not run (--no-ray)" in text
     assert "== 1. sequential latency" not in text and "== 3. scaling" not in text
-    assert text.count(" n/a ") == 14
+    assert text.count(" n/a ") == 22

@@ -19,6 +19,6 @@ The rooms, by where their code runs and what it does:
   placement plan, the retirement and adaptive-target plugins.
 
 Imports go one way: loader -> proxy -> calls -> upkeep -> replicas -> placement ->
-actor -> wire, and placement -> scheduler; ``actor`` shares only ``wire.protocol``
-with the caller side.
+actor -> wire, and placement -> scheduler; ``actor`` shares only ``wire.protocol`` and
+``wire.framing`` with the caller side.
 """

@@ -111,6 +111,7 @@ def _replica_set(
         memory=MemoryPolicy.from_settings(settings),
         size_on_disk=size_on_disk(path),
         lazy=settings.lazy and load_on_demand is not None,
+        direct_calls=settings.direct_calls == "auto",
     )
     metrics = ModelMetrics.for_path(path, proxy_class.forwarded_methods)
     return ReplicaSet(connection, spec, load_on_demand, metrics)

@@ -326,7 +326,7 @@ def test_network_policies_select_the_right_pods(manifests):
             return any(allowed(policy, labels, port) for policy in policies)  # additive
 
         container = worker["dask.org/workergroup-name"]
-        for port in (8789, 8790):
+        for port in (8789, 8790, 8791):
             assert allowed_here(scheduler_pod, port), container
             assert allowed_here(runtime_pod, port), container
             assert not allowed_here({"app": "something-else"}, port), container
@@ -351,6 +351,10 @@ def test_workers_listen_on_the_ports_the_policy_opens(manifests):
         args = pod["containers"][0]["args"]
         assert args[args.index("--worker-port") + 1] == "8789", where
         assert args[args.index("--nanny-port") + 1] == "8790", where
+        env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env", [])}
+        assert env.get("DASK_CAIKIT_DASK__CALL_PORT") == "8791", where  # direct model calls
+        ports = {p["containerPort"] for p in pod["containers"][0]["ports"]}
+        assert {8789, 8790, 8791} <= ports, where
 
 
 def test_model_volume_is_shared_at_one_path(manifests):

@@ -6,4 +6,6 @@
 - ``worker_pool``: the one thread pool a worker's models share.
 - ``outcomes``: calls' outcomes, waited for without waking the event loop per call.
 - ``stoppable``: a call its caller can stop (a prediction job's).
+- ``call_listener``: the worker process's one listener for direct calls, shared by
+  its actors.
 """

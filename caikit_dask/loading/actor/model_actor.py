@@ -31,6 +31,7 @@ from ..wire.protocol import (
     run_as_outcome,
     run_request,
 )
+from . import call_listener
 from .model_load import load_model
 from .outcomes import Outcomes
 from .stoppable import StoppableCall
@@ -46,6 +47,8 @@ REPLY_WITHIN = 0.02
 COLLECT_LINGER = 0.002
 # Calls of a batch share a pool thread up to about this much work each.
 SLICE = 0.002
+# A direct call of a model whose calls average less than this runs in the reader thread.
+INLINE_BELOW = 0.0005
 
 
 class ModelActor:
@@ -78,6 +81,60 @@ class ModelActor:
         self._stoppable: dict[str, tuple[StoppableCall, tuple]] = {}
         self._stopped_early: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.calls = 0
+        self._direct = call_listener.register(self)
+
+    async def call_address(self) -> dict:
+        """Where the proxy can send this model's calls directly (see ``call_listener``):
+        ``{"address", "token"}``, or ``{"address": None, "why"}``."""
+        return self._direct
+
+    def run_direct(self, request: bytes, reply: Any, reader: Any) -> bool:
+        """From a call listener's reader thread: one call, queued as ``run_batch`` queues
+        each of its calls, ``reply(outcome)`` called from the pool thread that ran it.
+
+        A model whose calls are quick (under ``INLINE_BELOW`` on average) has it run
+        right here when it has a free slot and nothing queued: no thread switch. Returns
+        whether it ran here (``reader.run_here()`` was called first; see
+        ``call_listener``, which moves the reading elsewhere if it runs long).
+        """
+        self.calls += 1
+        with self._jobs_lock:
+            here = (
+                self._typical_call < INLINE_BELOW
+                and not self._queue
+                and self._jobs < self._max_concurrency
+            )
+            if here:
+                self._jobs += 1
+            else:
+                self._queue.append((reply, request))
+        if not here:
+            self._add_jobs(1)
+            return False
+        reader.run_here()
+        try:
+            reply(self._timed(request))
+        finally:
+            with self._jobs_lock:
+                self._jobs -= 1
+                waiting = bool(self._queue)
+            if waiting:
+                self._add_jobs(1)
+        return True
+
+    def drop_direct(self, connection: Any) -> int:
+        """Drop the queued direct calls that came over ``connection`` (its caller is gone:
+        nobody would read their answers); returns how many."""
+        with self._jobs_lock:
+            kept = [i for i in self._queue if getattr(i[0], "connection", None) is not connection]
+            dropped = len(self._queue) - len(kept)
+            if dropped:
+                self._queue.clear()
+                self._queue.extend(kept)
+        return dropped
+
+    def has_stream(self, stream_id: int) -> bool:
+        return stream_id in self._streams
 
     async def run_batch(self, requests: tuple[bytes, ...]) -> bytes:
         """Queue each request for the pool; reply with tickets and the outcomes ready so far.
@@ -176,14 +233,22 @@ class ModelActor:
             if ticket is _WORK:
                 request()
                 continue
-            started = time.perf_counter()
-            try:
-                outcome = run_request(self.model, request)
-            except BaseException as err:  # noqa: BLE001 - e.g. SystemExit: the caller must hear
-                outcome = failed_outcome(RuntimeError(f"The call was ended by {err!r}"))
-            took = time.perf_counter() - started
-            self._typical_call += (took - self._typical_call) * 0.2
-            self._outcomes.finished(ticket, outcome)
+            outcome = self._timed(request)
+            if type(ticket) is int:
+                self._outcomes.finished(ticket, outcome)
+            else:  # a direct call's reply
+                ticket(outcome)
+
+    def _timed(self, request: bytes) -> bytes:
+        """Run one request: its outcome bytes; the model's typical call time follows."""
+        started = time.perf_counter()
+        try:
+            outcome = run_request(self.model, request)
+        except BaseException as err:  # noqa: BLE001 - e.g. SystemExit: the caller must hear
+            outcome = failed_outcome(RuntimeError(f"The call was ended by {err!r}"))
+        took = time.perf_counter() - started
+        self._typical_call += (took - self._typical_call) * 0.2
+        return outcome
 
     async def _in_turn(self, work: Any) -> Any:
         """Run ``work()`` in the pool as one of this model's queued calls (streams use it)."""

@@ -31,7 +31,7 @@ from ..replicas.backpressure import queued_capacity
 from ..replicas.replica import Replica
 from ..replicas.replica_set import ReplicaSet
 from ..wire.protocol import decode_outcome, encode_request
-from .retrying import TRANSPORT_ERRORS, call, wait_for_answer
+from .retrying import TRANSPORT_ERRORS, abandon, call, wait_for_answer
 
 # In-flight calls per live replica: enough to fill the channel's coalesced messages.
 IN_FLIGHT_PER_REPLICA = 256
@@ -179,11 +179,13 @@ def _finish(replica_set: ReplicaSet, method: str, call_: _InFlight) -> Any:
         try:
             outcome = wait_for_answer(replica_set, replica, call_.pending, call_.deadline)
         except TimeoutError:
+            abandon(call_.pending)
             raise TimeoutError(
                 f"no answer within call_timeout={seconds(replica_set.spec.call_timeout)} "
                 f"(replica on {replica.worker})"
             ) from None
         except TRANSPORT_ERRORS:  # its replica may be dead: the call path retries elsewhere
+            abandon(call_.pending)
             replica_set.done(replica)
             replica = None
             return call(replica_set, method, call_.request)

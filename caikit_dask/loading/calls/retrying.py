@@ -46,19 +46,22 @@ def with_retry(
     tried: set[int] = set()
     while True:
         replica = replica_set.acquire(deadline, tried)
-        held = False
+        held, pending = False, None
         try:
-            answer = wait_for_answer(replica_set, replica, send(replica), deadline)
+            pending = send(replica)
+            answer = wait_for_answer(replica_set, replica, pending, deadline)
             if hold:
                 held = True
                 return answer, replica
             return answer
         except TimeoutError:
+            abandon(pending)
             raise TimeoutError(
                 f"{replica_set.spec.module_id}.{method} did not return within call_timeout="
                 f"{seconds(replica_set.spec.call_timeout)} (replica on {replica.worker})"
             ) from None
         except TRANSPORT_ERRORS as err:
+            abandon(pending)  # e.g. its replica was replaced: a late answer is not read
             if not is_dead(replica_set, replica, err):
                 raise
             tried.add(id(replica))
@@ -77,6 +80,13 @@ def with_retry(
 
 
 _REPLACED = (ReplicaState.DEAD, ReplicaState.RELEASED)
+
+
+def abandon(pending: Any) -> None:
+    """A call given up on (``call_timeout``): a direct call stops waiting for its answer."""
+    forget = getattr(pending, "abandon", None)
+    if forget is not None:
+        forget()
 
 
 def wait_for_answer(

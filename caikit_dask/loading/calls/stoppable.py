@@ -24,6 +24,6 @@ def call_stoppable(
     request = encode_request(method, args, kwargs, replica_set.spec.max_payload_size)
 
     def send(replica: Replica) -> Any:
-        return getattr(replica.handle(), RUN_STOPPABLE)(call_id, request)
+        return replica.remote(RUN_STOPPABLE, call_id, request)
 
     return decode_outcome(with_retry(replica_set, method, send))

@@ -24,22 +24,19 @@ _FIRST_CHUNK, _LARGEST_CHUNK = 8, 256
 @measured_stream
 def stream(replica_set: ReplicaSet, method: str, request: bytes) -> Iterator[Any]:
     """The items of a streaming call, pulled lazily from the replica that opened it."""
-    opened_on: list[Any] = []
 
     def open_stream(replica: Replica) -> Any:
-        actor = replica.handle()
-        opened_on[:] = [actor]
-        return getattr(actor, OPEN_STREAM)(request, 1)
+        return replica.remote(OPEN_STREAM, request, 1)
 
     opened, replica = with_retry(replica_set, method, open_stream, hold=True)
-    actor, done = opened_on[0], True
+    done = True
     size = _FIRST_CHUNK
     try:
         stream_id, items, done = decode_outcome(opened)  # the module's exception raises here
         yield from items
         while not done:
             items, done = decode_outcome(
-                getattr(actor, NEXT_CHUNK)(stream_id, size).result(
+                replica.remote(NEXT_CHUNK, stream_id, size).result(
                     timeout=replica_set.spec.call_timeout
                 )
             )
@@ -48,7 +45,7 @@ def stream(replica_set: ReplicaSet, method: str, request: bytes) -> Iterator[Any
     finally:
         if not done:
             try:
-                getattr(actor, CLOSE_STREAM)(stream_id)
+                replica.remote(CLOSE_STREAM, stream_id)
             except Exception as err:  # noqa: BLE001 - the replica may be gone
                 log.debug("Could not close stream %s: %s", stream_id, err)
         replica_set.done(replica)

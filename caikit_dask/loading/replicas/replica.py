@@ -18,6 +18,7 @@ from typing import Any
 from distributed.comm.core import CommClosedError
 
 from ..wire.channel import ActorChannel
+from ..wire.direct_channel import DirectChannel, open_channel
 
 
 class ReplicaState(enum.Enum):
@@ -63,16 +64,34 @@ class Replica:
         self.state = ReplicaState.STARTING
         self.future: Any = None  # ours: the only one holding the actor alive
         self.actor: Any = None
-        self.channel: ActorChannel | None = None
+        self.channel: ActorChannel | DirectChannel | None = None
         self.outstanding = 0  # calls sent and not yet answered
         self.last_used = 0  # when it was last chosen, as the set's call count
         self.size = 0  # bytes its load measured on the worker (0: not measured)
 
-    def started(self, client: Any, future: Any, actor: Any) -> Replica:
-        """Its actor is loaded: the future that keeps it, and the handle calls use."""
+    def started(
+        self, client: Any, future: Any, actor: Any, direct: bool = False, timeout: float = 10.0
+    ) -> Replica:
+        """Its actor is loaded: the future that keeps it, and the channel calls take
+        (``direct``: the direct path when the worker's listener answers, see
+        ``wire.direct_channel``; else Dask's actor RPC)."""
         self.future, self.actor = future, actor
-        self.channel = ActorChannel(client, self.worker, self.key)
+        channel = ActorChannel(client, self.worker, self.key)
+        self.channel = open_channel(client, actor, channel, timeout) if direct else channel
         return self
+
+    @property
+    def direct(self) -> bool:
+        """Whether its calls take the direct path."""
+        return isinstance(self.channel, DirectChannel)
+
+    def remote(self, method: str, *args: Any) -> Any:
+        """The actor's ``method(*args)`` (streams, stoppable calls): something with
+        ``result(timeout)``, over the replica's channel."""
+        channel = self.channel
+        if isinstance(channel, DirectChannel):
+            return channel.call(method, *args)
+        return getattr(self.handle(), method)(*args)
 
     @property
     def alive(self) -> bool:

@@ -26,3 +26,4 @@ class ReplicaSpec:
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
     size_on_disk: int = 0  # the first estimate of the model's memory (see ``placement.memory``)
     lazy: bool = False  # load on the first call rather than at load()
+    direct_calls: bool = True  # calls go straight to the worker when it is reachable

@@ -111,7 +111,7 @@ def adopt(replica_set: ReplicaSet, futures: list[Future]) -> None:
         ]
     replicas = [
         replica_set.new_replica((who_has.get(future.key) or ["unknown"])[0], future.key).started(
-            client, future, actor
+            client, future, actor, replica_set.spec.direct_calls, replica_set.spec.call_timeout
         )
         for future, actor in zip(futures, actors, strict=True)
     ]

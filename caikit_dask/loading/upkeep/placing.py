@@ -138,7 +138,7 @@ def _place_one(replica_set: ReplicaSet, worker: str, key: str, results: list, in
                 spec.library,
                 silent_within=spec.health_check_timeout,
             )
-            replica.started(client, future, actor)
+            replica.started(client, future, actor, spec.direct_calls, spec.call_timeout)
             replica.size = _measured(replica, spec.call_timeout)
             results[index] = replica
             return

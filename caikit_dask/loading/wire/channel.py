@@ -45,11 +45,7 @@ class ActorChannel:
 
     def submit(self, request: bytes) -> PendingCall:
         """Queue a pickled request; the pending call's result is its pickled outcome."""
-        if _running_loop() is self._loop:
-            raise RuntimeError(
-                "A DASK proxy call blocks until the model answers, so it cannot run on the Dask "
-                "client's event loop; call it from another thread (e.g. loop.run_in_executor)."
-            )
+        self.refuse_on_the_loop()
         future = PendingCall()
         with self._lock:
             if self._closed:
@@ -62,6 +58,14 @@ class ActorChannel:
         if start:
             self._loop.call_soon_threadsafe(self._start_sender)
         return future
+
+    def refuse_on_the_loop(self) -> None:
+        """A call from the client's event loop would block it (or deadlock): refuse it."""
+        if _running_loop() is self._loop:
+            raise RuntimeError(
+                "A DASK proxy call blocks until the model answers, so it cannot run on the Dask "
+                "client's event loop; call it from another thread (e.g. loop.run_in_executor)."
+            )
 
     def close(self) -> None:
         """Fail queued and in-flight calls at once, so their callers retry elsewhere."""
