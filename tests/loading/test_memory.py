@@ -112,7 +112,8 @@ def test_models_fill_the_workers_by_memory_then_the_next_fails_fast(cluster, tmp
     for model in models:
         per_worker.setdefault(model.replicas[0]["worker"], []).append(model)
     assert len(per_worker) == 2 and all(2 <= len(m) <= 4 for m in per_worker.values())
-    assert 5 <= len(models) <= 7, len(models)
+    # about 3.5 a worker; the workers' own memory falls after warm-up, which makes room
+    assert 5 <= len(models) <= 8, len(models)
     for worker, booked in _booked(cluster.client).items():
         assert MODEL_MB * MB * 2 <= booked <= 4.5 * MODEL_MB * MB, (worker, booked)
     assert all(m.run("hi").score == MODEL_MB * MB for m in models)
