@@ -237,6 +237,29 @@ def test_a_fixed_call_port_is_used(fault_path):
         cluster.close()
 
 
+@pytest.mark.slow
+def test_a_new_worker_on_a_reused_call_port_gets_a_new_connection(fault_path):
+    """The caller's pooled connection to a worker that ended is not the next one's."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    labels = []
+    for round_ in ("first", "second"):
+        with dask.config.set({"caikit_dask.call-port": port}):
+            cluster = LocalCluster(
+                n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+            )
+        try:
+            model = _load({"address": cluster.scheduler_address}, fault_path, f"reused-{round_}")
+            try:
+                assert _channel(model).address == f"tcp://127.0.0.1:{port}"
+                labels.append(model.run(round_).label)
+            finally:
+                model.close()
+        finally:
+            cluster.close()  # its worker ends; the caller has not read from it since
+    assert len(labels) == 2 and labels[0] != labels[1]  # two worker processes answered
+
+
 def test_frames_header_is_what_both_ends_read():
     assert framing.HEADER.size == struct.calcsize("!2sBIQ")
     with pytest.raises(framing.FrameError, match="not a caikit-dask"):

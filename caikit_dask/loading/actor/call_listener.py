@@ -90,6 +90,9 @@ class Listener:
 
     def __init__(self, sock: socket.socket, address: str, ssl_context: Any, loop: Any):
         self.sock, self.address, self.ssl_context, self.loop = sock, address, ssl_context, loop
+        # Which listener this is: a port freed by a process that ended can be bound again by
+        # another, and a caller's connection to the old one must not be taken for the new.
+        self.identity = uuid.uuid4().hex
         self.actors: weakref.WeakValueDictionary[bytes, Any] = weakref.WeakValueDictionary()
         self.connections = 0
         self._open: set[_Connection] = set()
@@ -125,7 +128,7 @@ class Listener:
     def add(self, actor: Any) -> dict:
         token = uuid.uuid4().bytes
         self.actors[token] = actor
-        return {"address": self.address, "token": token}
+        return {"address": self.address, "listener": self.identity, "token": token}
 
     def _accept(self) -> None:
         while True:

@@ -119,7 +119,9 @@ def open_channel(client: Any, actor: Any, fallback: ActorChannel, timeout: float
         return _fall_back(fallback, f"{address} is plain TCP and the cluster requires TLS")
     if address.startswith("tls://") and ssl_context is None:
         return _fall_back(fallback, f"{address} requires TLS and this client has no TLS config")
-    tls_key = tuple(sorted(client.security.get_tls_config_for_role("client").items()))
+    # A connection is the listener's (a reused port is another listener), per TLS identity.
+    tls = tuple(sorted(client.security.get_tls_config_for_role("client").items()))
+    tls_key = (where.get("listener"), tls)
     try:
         connection_to(address, ssl_context, tls_key, timeout)
     except OSError as err:  # includes ssl.SSLError
