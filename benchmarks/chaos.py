@@ -450,8 +450,8 @@ class Run:
         for name, model in self.models.items():
             try:
                 model.run("last")
-            except Exception:  # noqa: BLE001 - unserved
-                unserved.append(name)
+            except Exception as err:  # noqa: BLE001 - unserved, with why
+                unserved.append(f"{name}: {type(err).__name__}: {str(err)[:300]}")
         return unserved
 
     def _close_and_count_left_over(self) -> dict[str, int]:
