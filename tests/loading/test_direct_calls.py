@@ -219,13 +219,22 @@ def test_a_worker_that_cannot_listen_falls_back_with_one_warning(busy_port, faul
 
 
 @pytest.mark.slow
-def test_a_fixed_call_port_is_used(fault_path):
+def _free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def _cluster_on_call_port(port: int) -> LocalCluster:
+    """One worker process whose models take direct calls on ``port``."""
     with dask.config.set({"caikit_dask.call-port": port}):
-        cluster = LocalCluster(
+        return LocalCluster(
             n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
         )
+
+
+def test_a_fixed_call_port_is_used(fault_path):
+    port = _free_port()
+    cluster = _cluster_on_call_port(port)
     try:
         model = _load({"address": cluster.scheduler_address}, fault_path, "fixed")
         try:
@@ -240,14 +249,10 @@ def test_a_fixed_call_port_is_used(fault_path):
 @pytest.mark.slow
 def test_a_new_worker_on_a_reused_call_port_gets_a_new_connection(fault_path):
     """The caller's pooled connection to a worker that ended is not the next one's."""
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
+    port = _free_port()
     labels = []
     for round_ in ("first", "second"):
-        with dask.config.set({"caikit_dask.call-port": port}):
-            cluster = LocalCluster(
-                n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
-            )
+        cluster = _cluster_on_call_port(port)
         try:
             model = _load({"address": cluster.scheduler_address}, fault_path, f"reused-{round_}")
             try:
